@@ -1,0 +1,3 @@
+from dlgpu.cli.main import main
+
+raise SystemExit(main())

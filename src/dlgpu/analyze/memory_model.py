@@ -1,0 +1,53 @@
+"""Memory a workload needs at the least, counted on the meta device (no memory, no compute).
+
+Training keeps weights, gradients and optimizer state resident: 4 + 4 + 4k bytes per fp32 parameter,
+with k = 1 for SGD with momentum and 2 for Adam/AdamW (the accounting of accelerate's estimate-memory
+and DeepSpeed's ZeRO paper, arXiv:1910.02054 section 3.1; autocast keeps fp32 master weights). Activations
+come on top and are not counted here: this is a floor, used to skip runs that cannot fit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dlgpu.workloads.registry import WorkloadSpec
+
+OPTIMIZER_STATES_PER_PARAM = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
+
+
+@dataclass(frozen=True)
+class MemoryFloor:
+    parameters: int
+    weights_bytes: int
+    buffers_bytes: int
+    gradients_bytes: int
+    optimizer_bytes: int
+    optimizer: str
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.buffers_bytes + self.gradients_bytes + self.optimizer_bytes
+
+
+def memory_floor(spec: WorkloadSpec, params: Mapping[str, Any], task: str) -> MemoryFloor:
+    with torch.device("meta"):
+        inst = spec.build(params)
+    modules = list(inst.modules.values())
+    ps = [p for m in modules for p in m.parameters()]
+    n = sum(p.numel() for p in ps)
+    weights = sum(p.numel() * p.element_size() for p in ps)
+    buffers = sum(b.numel() * b.element_size() for m in modules for b in m.buffers())
+    trainable = sum(p.numel() * p.element_size() for p in ps if p.requires_grad)
+    k = OPTIMIZER_STATES_PER_PARAM.get(inst.optimizer_kind, 2)
+    training = task == "train"
+    return MemoryFloor(
+        parameters=n,
+        weights_bytes=weights,
+        buffers_bytes=buffers,
+        gradients_bytes=trainable if training else 0,
+        optimizer_bytes=k * trainable if training else 0,
+        optimizer=inst.optimizer_kind,
+    )

@@ -1,0 +1,335 @@
+"""The public API: the only module that wires layers together. Typed arguments in, ``results`` out.
+
+``bench`` validates everything first (bad input raises ``BadInput`` before anything runs), plans every
+(workload, task, device, precision) combination, lists the ones that cannot run as skipped with the
+reason, measures the rest, and derives speedups and real-task projections from what was measured."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from dlgpu.errors import BadInput
+from dlgpu.results import (
+    PRECISIONS,
+    TASKS,
+    BenchConfig,
+    BenchReport,
+    BenchResult,
+    DeviceInfo,
+    TaskProjection,
+)
+from dlgpu.store import write_json_atomic
+from dlgpu.workloads.registry import DEFAULT_SUITE, WorkloadSpec, get_workload, list_workloads
+
+USABLE_MEMORY_FRACTION = 0.9
+"""Share of a device's free memory a run may plan to use: the rest is headroom for activations' spikes,
+the allocator's fragmentation and (on the CPU) everything else running."""
+
+
+class BenchObserver(Protocol):
+    """Progress callbacks (the CLI draws a progress bar with them)."""
+
+    def planned(self, total: int) -> None: ...
+
+    def started(self, label: str) -> None: ...
+
+    def finished(self, result: BenchResult) -> None: ...
+
+
+class _NullObserver:
+    def planned(self, total: int) -> None:
+        pass
+
+    def started(self, label: str) -> None:
+        pass
+
+    def finished(self, result: BenchResult) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Plan:
+    spec: WorkloadSpec
+    params: dict[str, Any]
+    overrides: dict[str, Any]
+    task: str
+    device: DeviceInfo
+    precisions: tuple[str, ...]
+    batch_size: int
+
+
+def resolve_workloads(names: Sequence[str] | None) -> list[WorkloadSpec]:
+    if not names:
+        return [get_workload(n) for n in DEFAULT_SUITE]
+    if "all" in names:
+        return list_workloads(include_tiny=False)
+    out: list[WorkloadSpec] = []
+    for n in names:
+        spec = get_workload(n)
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
+def resolve_choice(values: Sequence[str] | None, valid: Sequence[str], flag: str,
+                   default: Sequence[str]) -> tuple[str, ...]:
+    if not values:
+        return tuple(default)
+    if "all" in values:
+        return tuple(valid)
+    for v in values:
+        if v not in valid:
+            raise BadInput(f"{flag} {v}: not one of {', '.join((*valid, 'all'))}")
+    return tuple(v for v in valid if v in values)
+
+
+def parse_overrides(pairs: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BadInput(f"--set {pair}: expected key=value, e.g. --set image_size=64")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _overrides_for(specs: list[WorkloadSpec], overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Apply each ``--set`` key to the workloads that have it; a key no selected workload has is an error."""
+    per: dict[str, dict[str, str]] = {s.name: {} for s in specs}
+    for key, value in overrides.items():
+        takers = [s for s in specs if any(p.name == key for p in s.params)]
+        if not takers:
+            valid = sorted({p.name for s in specs for p in s.params})
+            raise BadInput(f"--set {key}: no selected workload has a parameter {key!r} "
+                           f"(valid: {', '.join(valid) or 'none'})")
+        for s in takers:
+            per[s.name][key] = value
+    return per
+
+
+def _available_memory(device: DeviceInfo) -> int | None:
+    if device.kind == "cpu":
+        return int(psutil.virtual_memory().available)
+    if device.kind == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(int(device.id.split(":")[1]))
+        return int(free)
+    return device.memory_bytes
+
+
+def _fit_reason(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo,
+                cache: dict[tuple[str, str, str], Any]) -> str | None:
+    from dlgpu.analyze import memory_floor
+    from dlgpu.units import format_bytes
+
+    key = (spec.name, repr(sorted(params.items())), task)
+    if key not in cache:
+        cache[key] = memory_floor(spec, params, task)
+    floor = cache[key]
+    available = _available_memory(device)
+    if available is None:
+        return None
+    usable = int(available * USABLE_MEMORY_FRACTION)
+    if floor.total_bytes <= usable:
+        return None
+    what = ("weights, gradients and " + floor.optimizer + " state") if task == "train" else "weights"
+    return (f"does not fit: needs at least {format_bytes(floor.total_bytes)} for {what} of "
+            f"{floor.parameters / 1e9:.2f}B parameters (before activations); {device.id} has "
+            f"{format_bytes(available)} free, {format_bytes(usable)} usable")
+
+
+def _project(result: BenchResult, spec: WorkloadSpec, params: Mapping[str, Any]) -> BenchResult:
+    sps = result.samples_per_s
+    if sps is None:
+        return result
+    task = spec.task_samples(result.task, params)
+    if task is None:
+        return result
+    samples, description = task
+    return replace(result, projection=TaskProjection(description, samples, samples / sps))
+
+
+def with_speedups(results: Sequence[BenchResult]) -> list[BenchResult]:
+    """Speedup in samples/s over this machine's CPU at fp32 for the same workload and task."""
+    base = {(r.workload, r.task): r.samples_per_s for r in results
+            if r.device == "cpu" and r.precision == "fp32" and r.status == "ok"}
+    out = []
+    for r in results:
+        cpu = base.get((r.workload, r.task))
+        sps = r.samples_per_s
+        out.append(replace(r, speedup_vs_cpu_fp32=None if (cpu is None or sps is None) else sps / cpu))
+    return out
+
+
+def bench(
+    workloads: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    precisions: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    quick: bool = False,
+    batch_size: int | None = None,
+    overrides: Mapping[str, str] | None = None,
+    budget: Any = None,
+    observer: BenchObserver | None = None,
+    save_to: Path | None = None,
+    custom_specs: Sequence[WorkloadSpec] = (),
+    include_hostname: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> BenchReport:
+    """Measure workloads on this machine's devices. See the module docstring."""
+    import torch
+
+    from dlgpu.devices import detect, select, unsupported_reason
+    from dlgpu.devices.machine import machine_info
+    from dlgpu.measure.harness import build, measure
+    from dlgpu.measure.timer import QUICK, STANDARD, Budget
+
+    # --- validate everything before anything runs -------------------------------------------------
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"--batch-size {batch_size}: must be a positive integer")
+    specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
+    specs += [s for s in custom_specs if s not in specs]
+    precs = resolve_choice(precisions, PRECISIONS, "--precision", PRECISIONS)
+    task_list = resolve_choice(["train", "infer"] if tasks and "both" in tasks else tasks,
+                               TASKS, "--task", TASKS)
+    present, _absent = detect()
+    chosen = select(present, list(devices or []))
+    per_overrides = _overrides_for(specs, overrides or {})
+    params = {s.name: s.resolve(per_overrides[s.name]) for s in specs}
+    run_budget: Budget = budget or (QUICK if quick else STANDARD)
+
+    cpu = present[0]
+    torch.set_num_threads(cpu.threads_used or 1)
+    config = BenchConfig(
+        workloads=tuple(s.name for s in specs), devices=tuple(d.id for d in chosen), precisions=precs,
+        tasks=task_list, quick=quick, batch_size=batch_size, overrides=dict(overrides or {}),
+        budget_s=run_budget.budget_s, warmup_steps=run_budget.warmup_steps,
+        min_steps=run_budget.min_steps, max_steps=run_budget.max_steps,
+    )
+    machine = machine_info(present, include_hostname)
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    obs = observer or _NullObserver()
+
+    plans = [
+        _Plan(s, params[s.name], per_overrides[s.name], t, d, precs,
+              batch_size or (s.quick_batch_size if quick else s.batch_size))
+        for s in specs for t in task_list for d in chosen
+    ]
+    obs.planned(sum(len(p.precisions) for p in plans))
+    results: list[BenchResult] = []
+    floors: dict[tuple[str, str, str], Any] = {}
+
+    def report(interrupted: bool) -> BenchReport:
+        groups: dict[tuple[str, str, str], int] = {}
+        for r in results:
+            groups.setdefault((r.workload, r.task, r.device), len(groups))
+        ordered = sorted(results, key=lambda r: (groups[(r.workload, r.task, r.device)],
+                                                 PRECISIONS.index(r.precision)))
+        final = with_speedups([_project(r, get_spec(r.workload), params[r.workload]) for r in ordered])
+        return BenchReport(created, machine, config, tuple(final), interrupted)
+
+    by_name = {s.name: s for s in specs}
+
+    def get_spec(name: str) -> WorkloadSpec:
+        return by_name[name]
+
+    def add(result: BenchResult) -> None:
+        results.append(result)
+        obs.finished(result)
+        if save_to is not None:
+            write_json_atomic(save_to, report(interrupted=True).to_dict())
+
+    cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores}
+    try:
+        for plan in plans:
+            base = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
+                    "overrides": plan.overrides, "batch_size": plan.batch_size,
+                    "requested_batch_size": plan.batch_size}
+            runnable = []
+            for prec in plan.precisions:
+                why = unsupported_reason(plan.device, prec)
+                if why:
+                    add(BenchResult(**base, precision=prec, status="skipped", reason=why))
+                else:
+                    runnable.append(prec)
+            if not runnable:
+                continue
+            label = f"{plan.spec.name} {plan.task} on {plan.device.id}"
+            obs.started(f"{label}: checking memory")
+            try:
+                why = _fit_reason(plan.spec, plan.params, plan.task, plan.device, floors)
+            except Exception as exc:  # a workload that cannot even be built on meta
+                why = None
+                floor_error = f"{type(exc).__name__}: {exc}"
+            else:
+                floor_error = None
+            if why:
+                for prec in runnable:
+                    add(BenchResult(**base, precision=prec, status="skipped", reason=why))
+                continue
+            obs.started(f"{label}: building")
+            try:
+                built = build(plan.spec, plan.params, plan.device)
+            except Exception as exc:
+                msg = floor_error or f"build failed: {type(exc).__name__}: {exc}"
+                for prec in runnable:
+                    add(BenchResult(**base, precision=prec, status="failed", reason=msg[:500]))
+                continue
+            settings = cpu_settings if plan.device.kind == "cpu" else {}
+            for prec in runnable:
+                obs.started(f"{label} at {prec}, batch {plan.batch_size}")
+                add(measure(built, plan.task, prec, plan.batch_size, run_budget,
+                            overrides=plan.overrides, settings=settings, on_step=on_step))
+            del built
+    except KeyboardInterrupt:
+        final = report(interrupted=True)
+        if save_to is not None:
+            write_json_atomic(save_to, final.to_dict())
+        return final
+    final = report(interrupted=False)
+    if save_to is not None:
+        write_json_atomic(save_to, final.to_dict())
+    return final
+
+
+def workloads(pattern: str = "*", include_tiny: bool = False) -> list[WorkloadSpec]:
+    from dlgpu.errors import BadInput as _BadInput
+
+    found = list_workloads(pattern, include_tiny=include_tiny)
+    if not found:
+        names = ", ".join(s.name for s in list_workloads(include_tiny=include_tiny))
+        raise _BadInput(f"no workload matches {pattern!r} (valid: {names})")
+    return found
+
+
+def workload_summary(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "description": spec.description,
+        "batch_size": spec.batch_size,
+        "quick_batch_size": spec.quick_batch_size,
+        "sample_unit": spec.sample_unit,
+        "optimizer": spec.optimizer,
+        "channels_last": spec.channels_last,
+        "tiny": spec.tiny,
+        "architecture_source": spec.architecture_source,
+        "params": [{"name": p.name, "default": p.default, "type": p.type_name, "help": p.help,
+                    "choices": None if p.choices is None else list(p.choices)} for p in spec.params],
+        "facts": spec.facts.to_dict(),
+    }
+
+
+def workload_details(name: str) -> tuple[WorkloadSpec, int]:
+    """The spec and its parameter count, counted on the meta device (no memory, no compute)."""
+    from dlgpu.analyze import memory_floor
+
+    spec = get_workload(name)
+    return spec, memory_floor(spec, spec.resolve({}), "infer").parameters

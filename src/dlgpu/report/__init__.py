@@ -1,0 +1,1 @@
+"""Rendering: terminal tables and JSON. The only place numbers become strings."""

@@ -1,0 +1,212 @@
+"""The frozen data model every layer exchanges. No torch here: stored results can be read, priced and
+rendered without a GPU stack.
+
+Raw samples are kept (``step_times_s``); statistics are properties derived from them, never stored
+instead of them (the habit of ``torch.utils.benchmark.Measurement``)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+BENCH_SCHEMA = "dlgpu.bench/1"
+WORKLOADS_SCHEMA = "dlgpu.workloads/1"
+WORKLOAD_SCHEMA = "dlgpu.workload/1"
+
+NOISY_IQR_OVER_MEDIAN = 0.10
+"""A run is flagged noisy when IQR/median exceeds this (the threshold torch.utils.benchmark warns at)."""
+
+Task = Literal["train", "infer"]
+Status = Literal["ok", "skipped", "failed"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+TASKS: tuple[str, ...] = ("train", "infer")
+
+
+def quartiles(samples: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
+    """(q1, median, q3) with the 'inclusive' method, so that one or two samples still work."""
+    if not samples:
+        raise ValueError("no samples")
+    if len(samples) == 1:
+        v = float(samples[0])
+        return v, v, v
+    q1, q2, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Per-step wall times of the timed (post-warm-up) steps, in seconds, in the order they ran."""
+
+    samples_s: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_s)
+
+    @property
+    def median(self) -> float:
+        return quartiles(self.samples_s)[1]
+
+    @property
+    def iqr(self) -> float:
+        q1, _, q3 = quartiles(self.samples_s)
+        return q3 - q1
+
+    @property
+    def noisy(self) -> bool:
+        return self.iqr / self.median > NOISY_IQR_OVER_MEDIAN if self.median > 0 else True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "iqr": self.iqr, "n": self.n, "samples": list(self.samples_s)}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One device present on this machine. ``id`` is what ``--device`` accepts (``cpu``, ``cuda:0``)."""
+
+    id: str
+    kind: Literal["cpu", "cuda", "mps", "xpu"]
+    name: str
+    memory_bytes: int | None
+    backend: str  # cpu | cuda | rocm | mps | xpu
+    compute_capability: str | None = None
+    physical_cores: int | None = None
+    threads_used: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskProjection:
+    """What a measured throughput means for the real task: ``samples / samples_per_s``."""
+
+    description: str  # e.g. "90 epochs of ImageNet-1k (1,281,167 images)"
+    samples: float  # total samples the real task processes
+    time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    workload: str
+    task: str
+    device: str
+    precision: str
+    batch_size: int | None
+    overrides: dict[str, Any]
+    status: Status
+    reason: str | None = None
+    requested_batch_size: int | None = None
+    step_time: StepStats | None = None
+    warmup_steps: int = 0
+    peak_mem_bytes: int | None = None
+    peak_mem_kind: str | None = None  # "allocator-peak" | "process-peak-rss"
+    settings: dict[str, Any] = field(default_factory=dict)
+    speedup_vs_cpu_fp32: float | None = None
+    projection: TaskProjection | None = None
+    wall_time_s: float | None = None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        if self.step_time is None or self.batch_size is None or self.step_time.median <= 0:
+            return None
+        return self.batch_size / self.step_time.median
+
+    @property
+    def noisy(self) -> bool | None:
+        return None if self.step_time is None else self.step_time.noisy
+
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.workload, self.task, self.device, self.precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "task": self.task,
+            "device": self.device,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "requested_batch_size": self.requested_batch_size,
+            "overrides": dict(self.overrides),
+            "status": self.status,
+            "reason": self.reason,
+            "samples_per_s": self.samples_per_s,
+            "step_time_s": None if self.step_time is None else self.step_time.to_dict(),
+            "warmup_steps": self.warmup_steps,
+            "peak_mem_bytes": self.peak_mem_bytes,
+            "peak_mem_kind": self.peak_mem_kind,
+            "speedup_vs_cpu_fp32": self.speedup_vs_cpu_fp32,
+            "task_time_s": None if self.projection is None else self.projection.time_s,
+            "task_projection": None if self.projection is None else self.projection.to_dict(),
+            "noisy": self.noisy,
+            "settings": dict(self.settings),
+            "wall_time_s": self.wall_time_s,
+        }
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    hostname: str | None
+    platform: str
+    python: str
+    torch: str
+    torchvision: str | None
+    transformers: str | None
+    torch_cuda: str | None
+    torch_hip: str | None
+    cudnn: int | None
+    dlgpu: str
+    cpu_flags: tuple[str, ...]
+    devices: tuple[DeviceInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cpu_flags"] = list(self.cpu_flags)
+        d["devices"] = [dev.to_dict() for dev in self.devices]
+        return d
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    workloads: tuple[str, ...]
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]
+    tasks: tuple[str, ...]
+    quick: bool
+    batch_size: int | None
+    overrides: dict[str, Any]
+    budget_s: float
+    warmup_steps: int
+    min_steps: int
+    max_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("workloads", "devices", "precisions", "tasks"):
+            d[k] = list(d[k])
+        return d
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    created_at: str  # ISO 8601, UTC
+    machine: MachineInfo
+    config: BenchConfig
+    results: tuple[BenchResult, ...]
+    interrupted: bool = False
+    schema: str = BENCH_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "created_at": self.created_at,
+            "interrupted": self.interrupted,
+            "machine": self.machine.to_dict(),
+            "config": self.config.to_dict(),
+            "results": [r.to_dict() for r in self.results],
+        }

@@ -1,0 +1,34 @@
+"""Atomic JSON files: a reader sees the old document or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def default_runs_dir() -> Path:
+    """``$DLGPU_HOME/runs``, else ``$XDG_DATA_HOME/dlgpu/runs``, else ``~/.local/share/dlgpu/runs``."""
+    home = os.environ.get("DLGPU_HOME")
+    if home:
+        return Path(home) / "runs"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "dlgpu" / "runs"
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,191 @@
+"""The workload registry: named, parametrized workloads with the facts of the real task they stand for.
+
+Modelled on timm's registry: ``@register_workload`` on a factory, ``list_workloads("resnet*")``,
+``get_workload(name)``; every family has a tiny ``test_*`` variant for CI."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlgpu.errors import BadInput
+
+from .base import WorkloadInstance
+
+ParamValue = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class Param:
+    """A shape parameter users may override with ``--set name=value``."""
+
+    name: str
+    default: ParamValue
+    help: str
+    choices: tuple[ParamValue, ...] | None = None
+    minimum: float | None = 1
+
+    @property
+    def type_name(self) -> str:
+        return type(self.default).__name__
+
+    def parse(self, text: str, workload: str) -> ParamValue:
+        kind = type(self.default)
+        try:
+            if kind is bool:
+                low = text.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: ParamValue = low in ("true", "1", "yes")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise BadInput(
+                f"--set {self.name}={text}: {workload}'s {self.name} must be {self.type_name}"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            valid = ", ".join(str(c) for c in self.choices)
+            raise BadInput(f"--set {self.name}={text}: valid values for {workload} are {valid}")
+        if (
+            self.minimum is not None
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value < self.minimum
+        ):
+            raise BadInput(f"--set {self.name}={text}: must be at least {self.minimum:g}")
+        return value
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """The real task a workload stands for, with the source of every figure.
+
+    ``train_samples`` counts samples in one epoch; for language models trained on a token budget give
+    ``train_tokens`` instead and the number of samples follows from the ``seq_len`` parameter."""
+
+    dataset: str
+    source: str
+    train_samples: int | None = None
+    train_tokens: float | None = None
+    dataset_bytes: int | None = None
+    epochs: float | None = None
+    target_quality: str | None = None
+    eval_samples: int | None = None
+    eval_dataset: str | None = None
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+Factory = Callable[[Mapping[str, Any]], WorkloadInstance]
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    family: str  # vision | detection | language | rnn | generative | custom
+    description: str
+    factory: Factory
+    batch_size: int
+    quick_batch_size: int
+    facts: TaskFacts
+    sample_unit: str = "image"
+    params: tuple[Param, ...] = ()
+    channels_last: bool = False
+    optimizer: str = "sgd-momentum"
+    tiny: bool = False
+    architecture_source: str = ""
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, ParamValue]:
+        return {p.name: p.default for p in self.params}
+
+    def resolve(self, overrides: Mapping[str, str | ParamValue]) -> dict[str, ParamValue]:
+        """Defaults with ``overrides`` applied and type-checked. Unknown keys are bad input."""
+        by_name = {p.name: p for p in self.params}
+        values = self.defaults()
+        for key, raw in overrides.items():
+            if key not in by_name:
+                valid = ", ".join(sorted(by_name)) or "none"
+                raise BadInput(f"--set {key}: {self.name} has no parameter {key!r} (valid: {valid})")
+            values[key] = by_name[key].parse(str(raw), self.name) if isinstance(raw, str) else raw
+        return values
+
+    def build(self, params: Mapping[str, Any]) -> WorkloadInstance:
+        """Build under the caller's ``torch.device`` context (meta for analysis, the target device to run)."""
+        return self.factory(params)
+
+    def task_samples(self, task: str, params: Mapping[str, Any]) -> tuple[float, str] | None:
+        """Samples the real task processes, and a description; None when no source gives it."""
+        f = self.facts
+        if self.tiny:
+            return None  # a tiny variant's throughput says nothing about the real task's time
+        if task == "train":
+            if f.epochs is None:
+                return None
+            if f.train_samples is not None:
+                return (
+                    f.epochs * f.train_samples,
+                    f"{f.epochs:g} epochs of {f.dataset} ({f.train_samples:,} {self.sample_unit}s)",
+                )
+            if f.train_tokens is not None and "seq_len" in params:
+                n = f.train_tokens / int(params["seq_len"])
+                return (
+                    f.epochs * n,
+                    f"{f.train_tokens:.3g} tokens of {f.dataset} as {n:,.0f} sequences of {params['seq_len']}",
+                )
+            return None
+        if task == "infer" and f.eval_samples is not None:
+            name = f.eval_dataset or f.dataset
+            return float(f.eval_samples), f"one pass over {name} ({f.eval_samples:,} {self.sample_unit}s)"
+        return None
+
+
+_REGISTRY: dict[str, WorkloadSpec] = {}
+
+DEFAULT_SUITE: tuple[str, ...] = ("resnet50", "inception_v3", "ssd300", "bert_base", "lstm_lm", "dcgan")
+
+
+def register(spec: WorkloadSpec) -> WorkloadSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"workload {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def register_workload(**kwargs: Any) -> Callable[[Factory], Factory]:
+    """Decorator: ``@register_workload(name=..., family=..., ...)`` on a factory ``(params) -> instance``."""
+
+    def wrap(factory: Factory) -> Factory:
+        register(WorkloadSpec(factory=factory, **kwargs))
+        return factory
+
+    return wrap
+
+
+def _load_builtin() -> None:
+    # Importing the family modules registers their workloads.
+    from . import detection, generative, language, rnn, vision  # noqa: F401
+
+
+def list_workloads(pattern: str = "*", include_tiny: bool = True) -> list[WorkloadSpec]:
+    _load_builtin()
+    return [
+        s
+        for name, s in sorted(_REGISTRY.items())
+        if fnmatch.fnmatch(name, pattern) and (include_tiny or not s.tiny)
+    ]
+
+
+def get_workload(name: str) -> WorkloadSpec:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(s.name for s in list_workloads(include_tiny=False))
+        raise BadInput(f"unknown workload {name!r} (valid: {valid}, or a test_* variant; "
+                       "see `dlgpu workloads`)") from None
