@@ -10,9 +10,7 @@ import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dlgpu.errors import BadInput
 from dlgpu.results import (
@@ -26,6 +24,9 @@ from dlgpu.results import (
 )
 from dlgpu.store import write_json_atomic
 from dlgpu.workloads.registry import DEFAULT_SUITE, WorkloadSpec, get_workload, list_workloads
+
+if TYPE_CHECKING:
+    from dlgpu.measure.timer import Budget
 
 USABLE_MEMORY_FRACTION = 0.9
 """Share of a device's free memory a run may plan to use: the rest is headroom for activations' spikes,
@@ -113,17 +114,6 @@ def _overrides_for(specs: list[WorkloadSpec], overrides: Mapping[str, str]) -> d
     return per
 
 
-def _available_memory(device: DeviceInfo) -> int | None:
-    if device.kind == "cpu":
-        return int(psutil.virtual_memory().available)
-    if device.kind == "cuda":
-        import torch
-
-        free, _total = torch.cuda.mem_get_info(int(device.id.split(":")[1]))
-        return int(free)
-    return device.memory_bytes
-
-
 def _fit_reason(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo,
                 cache: dict[tuple[str, str, str], Any]) -> str | None:
     from dlgpu.analyze import memory_floor
@@ -133,7 +123,9 @@ def _fit_reason(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device
     if key not in cache:
         cache[key] = memory_floor(spec, params, task)
     floor = cache[key]
-    available = _available_memory(device)
+    from dlgpu.devices import available_memory
+
+    available = available_memory(device)
     if available is None:
         return None
     usable = int(available * USABLE_MEMORY_FRACTION)
@@ -176,7 +168,7 @@ def bench(
     quick: bool = False,
     batch_size: int | None = None,
     overrides: Mapping[str, str] | None = None,
-    budget: Any = None,
+    budget: Budget | None = None,
     observer: BenchObserver | None = None,
     save_to: Path | None = None,
     custom_specs: Sequence[WorkloadSpec] = (),
@@ -184,12 +176,10 @@ def bench(
     on_step: Callable[[int, float], None] | None = None,
 ) -> BenchReport:
     """Measure workloads on this machine's devices. See the module docstring."""
-    import torch
-
-    from dlgpu.devices import detect, select, unsupported_reason
+    from dlgpu.devices import detect, select, unsupported_reason, use_threads
     from dlgpu.devices.machine import machine_info
     from dlgpu.measure.harness import build, measure
-    from dlgpu.measure.timer import QUICK, STANDARD, Budget
+    from dlgpu.measure.timer import QUICK, STANDARD
 
     # --- validate everything before anything runs -------------------------------------------------
     if batch_size is not None and batch_size <= 0:
@@ -206,7 +196,7 @@ def bench(
     run_budget: Budget = budget or (QUICK if quick else STANDARD)
 
     cpu = present[0]
-    torch.set_num_threads(cpu.threads_used or 1)
+    use_threads(cpu.threads_used or 1)
     config = BenchConfig(
         workloads=tuple(s.name for s in specs), devices=tuple(d.id for d in chosen), precisions=precs,
         tasks=task_list, quick=quick, batch_size=batch_size, overrides=dict(overrides or {}),
@@ -249,7 +239,7 @@ def bench(
     cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores}
     try:
         for plan in plans:
-            base = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
+            base: dict[str, Any] = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
                     "overrides": plan.overrides, "batch_size": plan.batch_size,
                     "requested_batch_size": plan.batch_size}
             runnable = []
@@ -264,15 +254,15 @@ def bench(
             label = f"{plan.spec.name} {plan.task} on {plan.device.id}"
             obs.started(f"{label}: checking memory")
             try:
-                why = _fit_reason(plan.spec, plan.params, plan.task, plan.device, floors)
+                fit_why = _fit_reason(plan.spec, plan.params, plan.task, plan.device, floors)
             except Exception as exc:  # a workload that cannot even be built on meta
-                why = None
+                fit_why = None
                 floor_error = f"{type(exc).__name__}: {exc}"
             else:
                 floor_error = None
-            if why:
+            if fit_why:
                 for prec in runnable:
-                    add(BenchResult(**base, precision=prec, status="skipped", reason=why))
+                    add(BenchResult(**base, precision=prec, status="skipped", reason=fit_why))
                 continue
             obs.started(f"{label}: building")
             try:

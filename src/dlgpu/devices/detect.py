@@ -116,10 +116,7 @@ def select(devices: list[DeviceInfo], wanted: list[str]) -> list[DeviceInfo]:
     chosen: list[DeviceInfo] = []
     for w in wanted:
         w = w.strip().lower()
-        if ":" in w:
-            hits = [d for d in devices if d.id == w]
-        else:
-            hits = [d for d in devices if d.kind == w]
+        hits = [d for d in devices if (d.id if ":" in w else d.kind) == w]
         if not hits:
             kinds = ("cpu", "cuda", "cuda:N", "mps", "xpu", "all")
             present = ", ".join(d.id for d in devices)
@@ -129,3 +126,22 @@ def select(devices: list[DeviceInfo], wanted: list[str]) -> list[DeviceInfo]:
                            "or 'all')")
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
+
+
+def available_memory(device: DeviceInfo) -> int | None:
+    """Free memory on ``device`` now, in bytes (None where nothing can be read)."""
+    if device.kind == "cpu":
+        return int(psutil.virtual_memory().available)
+    if device.kind == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(int(device.id.split(":")[1]))
+        return int(free)
+    return device.memory_bytes
+
+
+def use_threads(n: int) -> None:
+    """Run CPU work on ``n`` threads (all usable physical cores for a fair baseline)."""
+    import torch
+
+    torch.set_num_threads(max(1, n))

@@ -37,7 +37,8 @@ def unsupported_reason(device: DeviceInfo, precision: str) -> str | None:
             return (f"{precision} needs compute capability 8.0 (Ampere) or newer; "
                     f"{device.name} is {device.compute_capability}")
         if precision == "fp16" and cc is not None and cc < (5, 3):
-            return f"fp16 arithmetic needs compute capability 5.3 or newer; {device.name} is {device.compute_capability}"
+            return (f"fp16 arithmetic needs compute capability 5.3 or newer; "
+                    f"{device.name} is {device.compute_capability}")
         return None
     if kind == "mps":
         if precision == "tf32":

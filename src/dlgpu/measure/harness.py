@@ -134,7 +134,7 @@ def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, see
         inst = spec.build(params)
     if spec.channels_last:
         for m in inst.modules.values():
-            m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            m.to(memory_format=torch.channels_last)
     return Built(spec, params, inst, device)
 
 
@@ -183,7 +183,7 @@ def measure(
     (KeyboardInterrupt does propagate, so the caller can keep what was already measured)."""
     started = time.perf_counter()
     bs = batch_size
-    base = {"workload": built.spec.name, "task": task, "device": built.device.id, "precision": precision,
+    base: dict[str, Any] = {"workload": built.spec.name, "task": task, "device": built.device.id, "precision": precision,
             "overrides": dict(overrides or {}), "requested_batch_size": batch_size}
     notes: list[str] = []
     while True:
@@ -196,7 +196,8 @@ def measure(
                 reason="; ".join(notes) or None,
                 step_time=StepStats(tuple(samples)), warmup_steps=warm,
                 peak_mem_bytes=peak, peak_mem_kind=kind,
-                settings={**(settings or {}), **prec, "params": dict(built.params), "channels_last": built.spec.channels_last,
+                settings={**(settings or {}), **prec, "params": dict(built.params),
+                          "channels_last": built.spec.channels_last,
                           "grad_scaler": precision == "fp16" and task == "train"},
                 wall_time_s=time.perf_counter() - started,
             )

@@ -7,6 +7,7 @@ sampling thread polls RSS instead. The CPU figure includes the interpreter and P
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -32,10 +33,8 @@ def release_cpu_memory() -> None:
     gc.collect()
     name = ctypes.util.find_library("c")
     if name:
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(name).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 class CpuPeakRss:

@@ -1,0 +1,25 @@
+"""Shared fixtures. Fakes live only at seams that cannot exist here (a GPU's properties, NVML, sysfs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlgpu.measure.timer import Budget
+
+TINY_BUDGET = Budget(warmup_steps=1, min_steps=2, max_steps=3, budget_s=0.05)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write into the developer's real runs folder."""
+    monkeypatch.setenv("DLGPU_HOME", str(tmp_path / "dlgpu-home"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
