@@ -253,13 +253,12 @@ def bench(
                 continue
             label = f"{plan.spec.name} {plan.task} on {plan.device.id}"
             obs.started(f"{label}: checking memory")
+            fit_why: str | None = None
+            floor_error: str | None = None
             try:
                 fit_why = _fit_reason(plan.spec, plan.params, plan.task, plan.device, floors)
             except Exception as exc:  # a workload that cannot even be built on meta
-                fit_why = None
                 floor_error = f"{type(exc).__name__}: {exc}"
-            else:
-                floor_error = None
             if fit_why:
                 for prec in runnable:
                     add(BenchResult(**base, precision=prec, status="skipped", reason=fit_why))
