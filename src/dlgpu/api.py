@@ -236,7 +236,8 @@ def bench(
         if save_to is not None:
             write_json_atomic(save_to, report(interrupted=True).to_dict())
 
-    cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores}
+    cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores,
+                    "cpu_native_bf16": cpu.details.get("native_bf16")}
     try:
         for plan in plans:
             base: dict[str, Any] = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
