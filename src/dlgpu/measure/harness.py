@@ -183,8 +183,9 @@ def measure(
     (KeyboardInterrupt does propagate, so the caller can keep what was already measured)."""
     started = time.perf_counter()
     bs = batch_size
-    base: dict[str, Any] = {"workload": built.spec.name, "task": task, "device": built.device.id, "precision": precision,
-            "overrides": dict(overrides or {}), "requested_batch_size": batch_size}
+    base: dict[str, Any] = {
+        "workload": built.spec.name, "task": task, "device": built.device.id, "precision": precision,
+        "overrides": dict(overrides or {}), "requested_batch_size": batch_size}
     notes: list[str] = []
     while True:
         oom = False
