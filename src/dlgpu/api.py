@@ -114,27 +114,38 @@ def _overrides_for(specs: list[WorkloadSpec], overrides: Mapping[str, str]) -> d
     return per
 
 
-def _fit_reason(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo,
-                cache: dict[tuple[str, str, str], Any]) -> str | None:
+ISOLATE_ABOVE_FRACTION = 0.25
+"""CPU runs whose memory floor exceeds this share of usable memory run in a child process: on the CPU an
+out-of-memory is the kernel's SIGKILL, and it must not take what was already measured with it."""
+
+
+@dataclass(frozen=True)
+class _Fit:
+    reason: str | None  # why it cannot fit, or None
+    floor_bytes: int
+    usable_bytes: int | None
+    note: str  # "needs at least X for ...; Y free"
+
+
+def _fit(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo,
+         cache: dict[tuple[str, str, str], Any]) -> _Fit:
     from dlgpu.analyze import memory_floor
+    from dlgpu.devices import available_memory
     from dlgpu.units import format_bytes
 
     key = (spec.name, repr(sorted(params.items())), task)
     if key not in cache:
         cache[key] = memory_floor(spec, params, task)
     floor = cache[key]
-    from dlgpu.devices import available_memory
-
     available = available_memory(device)
-    if available is None:
-        return None
-    usable = int(available * USABLE_MEMORY_FRACTION)
-    if floor.total_bytes <= usable:
-        return None
     what = ("weights, gradients and " + floor.optimizer + " state") if task == "train" else "weights"
-    return (f"does not fit: needs at least {format_bytes(floor.total_bytes)} for {what} of "
-            f"{floor.parameters / 1e9:.2f}B parameters (before activations); {device.id} has "
-            f"{format_bytes(available)} free, {format_bytes(usable)} usable")
+    note = (f"needs at least {format_bytes(floor.total_bytes)} for {what} of {floor.parameters / 1e9:.2f}B "
+            f"parameters (before activations)")
+    if available is None:
+        return _Fit(None, floor.total_bytes, None, note)
+    usable = int(available * USABLE_MEMORY_FRACTION)
+    note += f"; {device.id} has {format_bytes(available)} free, {format_bytes(usable)} usable"
+    return _Fit(f"does not fit: {note}" if floor.total_bytes > usable else None, floor.total_bytes, usable, note)
 
 
 def _project(result: BenchResult, spec: WorkloadSpec, params: Mapping[str, Any]) -> BenchResult:
@@ -187,6 +198,7 @@ def bench(
     from dlgpu.devices import detect, select, unsupported_reason, use_threads
     from dlgpu.devices.machine import machine_info
     from dlgpu.measure.harness import build, measure
+    from dlgpu.measure.isolated import measure_isolated
     from dlgpu.measure.timer import QUICK, STANDARD
 
     # --- validate everything before anything runs -------------------------------------------------
@@ -261,15 +273,25 @@ def bench(
                 continue
             label = f"{plan.spec.name} {plan.task} on {plan.device.id}"
             obs.started(f"{label}: checking memory")
-            fit_why: str | None = None
+            fit: _Fit | None = None
             floor_error: str | None = None
             try:
-                fit_why = _fit_reason(plan.spec, plan.params, plan.task, plan.device, floors)
+                fit = _fit(plan.spec, plan.params, plan.task, plan.device, floors)
             except Exception as exc:  # a workload that cannot even be built on meta
                 floor_error = f"{type(exc).__name__}: {exc}"
-            if fit_why:
+            if fit is not None and fit.reason:
                 for prec in runnable:
-                    add(BenchResult(**base, precision=prec, status="skipped", reason=fit_why))
+                    add(BenchResult(**base, precision=prec, status="skipped", reason=fit.reason))
+                continue
+            settings = cpu_settings if plan.device.kind == "cpu" else {}
+            if (fit is not None and fit.usable_bytes and plan.device.kind == "cpu"
+                    and fit.floor_bytes > ISOLATE_ABOVE_FRACTION * fit.usable_bytes
+                    and plan.spec.family != "custom"):
+                obs.started(f"{label}: measuring in a child process (large for this machine's memory)")
+                for result in measure_isolated(
+                        plan.spec.name, plan.params, plan.device, plan.task, runnable, plan.batch_size,
+                        run_budget, plan.overrides, settings, cpu.threads_used or 1, fit.note):
+                    add(result)
                 continue
             obs.started(f"{label}: building")
             try:
@@ -279,7 +301,6 @@ def bench(
                 for prec in runnable:
                     add(BenchResult(**base, precision=prec, status="failed", reason=msg[:500]))
                 continue
-            settings = cpu_settings if plan.device.kind == "cpu" else {}
             for prec in runnable:
                 obs.started(f"{label} at {prec}, batch {plan.batch_size}")
                 add(measure(built, plan.task, prec, plan.batch_size, run_budget,

@@ -31,7 +31,7 @@ def format_duration(seconds: float | None) -> str:
     """A human duration: '850 ms', '12.3 s', '4.2 min', '3.1 h', '580 days', '3.4 years'."""
     if seconds is None:
         return "-"
-    if seconds < 1.0:
+    if seconds < 0.9995:  # below that, 3 significant digits of ms would print as 1e+03
         return f"{seconds * 1e3:.3g} ms"
     if seconds < MINUTE_S:
         return f"{seconds:.3g} s"

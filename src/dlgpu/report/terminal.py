@@ -57,7 +57,7 @@ def headlines(report: BenchReport, specs: dict[str, WorkloadSpec]) -> list[str]:
         k = (r.workload, r.task, r.device)
         if k not in best or (r.samples_per_s or 0) > (best[k].samples_per_s or 0):
             best[k] = r
-    for (w, _task, dev), r in sorted(best.items()):
+    for (w, _task, dev), r in best.items():  # in the order they were measured
         assert r.projection is not None
         what = "on this CPU" if dev == "cpu" else f"on {dev}"
         desc = specs[w].description.split(",")[0] if w in specs else w

@@ -134,15 +134,24 @@ class WorkloadSpec:
                 )
             if f.train_tokens is not None and "seq_len" in params:
                 n = f.train_tokens / int(params["seq_len"])
+                times = "" if f.epochs == 1 else f"{f.epochs:g} epochs of "
                 return (
                     f.epochs * n,
-                    f"{f.train_tokens:.3g} tokens of {f.dataset} as {n:,.0f} sequences of {params['seq_len']}",
+                    f"{times}{f.dataset} ({_tokens(f.train_tokens)} tokens = {n:,.0f} sequences of "
+                    f"{params['seq_len']})",
                 )
             return None
         if task == "infer" and f.eval_samples is not None:
             name = f.eval_dataset or f.dataset
             return float(f.eval_samples), f"one pass over {name} ({f.eval_samples:,} {self.sample_unit}s)"
         return None
+
+
+def _tokens(n: float) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:,.0f}"
 
 
 _REGISTRY: dict[str, WorkloadSpec] = {}
