@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -12,6 +13,17 @@ from dlgpu.units import format_bytes, format_duration, format_rate
 from dlgpu.workloads.registry import WorkloadSpec
 
 STATUS_STYLE = {"ok": "", "skipped": "yellow", "failed": "red"}
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console on stdout or stderr. Rich assumes 80 columns off a terminal; a log file or a pipe is
+    better served by one wide line per table row."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, highlight=False, width=None if stream.isatty() else 200)
+
+
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch" + ("" if n == 1 else "s")
 
 
 def _step(r: BenchResult) -> str:
@@ -97,7 +109,7 @@ def workloads_table(specs: Sequence[WorkloadSpec]) -> Table:
         t.add_column(col)
     for s in specs:
         f = s.facts
-        task = f.dataset + (f", {f.epochs:g} epochs" if f.epochs else "")
+        task = f.dataset + (f", {_epochs(f.epochs)}" if f.epochs else "")
         t.add_row(s.name, s.family, s.description, str(s.batch_size), str(s.quick_batch_size), task)
     return t
 
@@ -118,10 +130,17 @@ def print_workload(console: Console, spec: WorkloadSpec, parameters: int | None)
     console.print(t)
     f = spec.facts
     console.print("[bold]real task[/]")
-    for label, value in (("dataset", f.dataset), ("training samples", f.train_samples),
-                         ("training tokens", f.train_tokens), ("size on disk", format_bytes(f.dataset_bytes)
-                                                               if f.dataset_bytes else None),
-                         ("epochs", f.epochs), ("target quality", f.target_quality),
-                         ("evaluation samples", f.eval_samples), ("notes", f.notes or None),
-                         ("source", f.source)):
+    rows: list[tuple[str, object]] = [
+        ("dataset", f.dataset),
+        ("training samples", None if f.train_samples is None else f"{f.train_samples:,}"),
+        ("training tokens", None if f.train_tokens is None else f"{f.train_tokens:,.0f}"),
+        ("size on disk", format_bytes(f.dataset_bytes) if f.dataset_bytes else None),
+        ("epochs", f.epochs), ("target quality", f.target_quality),
+        ("evaluation samples", None if f.eval_samples is None else f"{f.eval_samples:,}"),
+        ("notes", f.notes or None), ("source", f.source),
+    ]
+    optional = {"training tokens", "notes"} | ({"training samples"} if f.train_tokens else set())
+    for label, value in rows:
+        if value is None and label in optional:
+            continue
         console.print(f"  {label}: {'not published / unknown' if value is None else value}")

@@ -130,7 +130,8 @@ class WorkloadSpec:
             if f.train_samples is not None:
                 return (
                     f.epochs * f.train_samples,
-                    f"{f.epochs:g} epochs of {f.dataset} ({f.train_samples:,} {self.sample_unit}s)",
+                    f"{f.epochs:g} epoch{'' if f.epochs == 1 else 's'} of {f.dataset} "
+                    f"({f.train_samples:,} {self.sample_unit}s)",
                 )
             if f.train_tokens is not None and "seq_len" in params:
                 n = f.train_tokens / int(params["seq_len"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ def _budget(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
     from dlgpu.errors import BadInput
-    from dlgpu.report.terminal import print_bench
+    from dlgpu.report.terminal import make_console, print_bench
     from dlgpu.store import default_runs_dir
     from dlgpu.workloads.custom import custom_spec
 
@@ -91,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_save:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         save_to = args.output or default_runs_dir() / f"bench-{stamp}.json"
-    stream = sys.stderr if args.json else sys.stdout
-    # Rich assumes 80 columns when not on a terminal; a log file is better served by one wide line per row.
-    console = Console(file=stream, highlight=False, width=None if stream.isatty() else 200)
+    console = make_console(stderr=args.json)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=Console(stderr=True), transient=True)
     with progress:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.console import Console
-
 from dlgpu import api
 from dlgpu.results import WORKLOAD_SCHEMA, WORKLOADS_SCHEMA
 
@@ -29,23 +27,23 @@ def add_parser(sub: Any) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
-    from dlgpu.report.terminal import workloads_table
+    from dlgpu.report.terminal import make_console, workloads_table
 
     specs = api.workloads(args.pattern, include_tiny=args.all)
     if args.json:
         emit_json({"schema": WORKLOADS_SCHEMA, "workloads": [api.workload_summary(s) for s in specs]})
     else:
-        Console().print(workloads_table(specs))
+        make_console().print(workloads_table(specs))
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
-    from dlgpu.report.terminal import print_workload
+    from dlgpu.report.terminal import make_console, print_workload
 
     spec, parameters = api.workload_details(args.name)
     if args.json:
         emit_json({"schema": WORKLOAD_SCHEMA, **api.workload_summary(spec), "parameters": parameters})
     else:
-        print_workload(Console(), spec, parameters)
+        print_workload(make_console(), spec, parameters)
     return 0
