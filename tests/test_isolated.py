@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from conftest import TINY_BUDGET
 
 import dlgpu
+from conftest import TINY_BUDGET
 from dlgpu import api
 from dlgpu.devices import detect
 from dlgpu.measure.isolated import _killed_reason, measure_isolated
