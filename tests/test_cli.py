@@ -94,3 +94,27 @@ def test_human_workloads_show_lists_parameters(capsys: pytest.CaptureFixture[str
 def test_python_dash_m_entry_point() -> None:
     p = subprocess.run([sys.executable, "-m", "dlgpu", "--version"], capture_output=True, text=True, check=True)
     assert p.stdout.startswith("dlgpu ")
+
+
+def test_ctrl_c_prints_and_saves_what_was_measured(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real `dlgpu bench` process, a real SIGINT in the middle of the suite."""
+    import signal
+    import time
+
+    out = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlgpu", "bench", "-w", "test_resnet", "-p", "fp32", "bf16", "--budget", "3",
+         "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for the first finished result to be saved
+        if out.exists() and json.loads(out.read_text())["results"]:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    saved = json.loads(out.read_text())
+    assert saved["interrupted"] is True
+    done = [r for r in saved["results"] if r["status"] == "ok"]
+    assert done and len(saved["results"]) < 4  # stopped before the end, kept what it finished
+    assert "Interrupted" in stdout and "test_resnet" in stdout
