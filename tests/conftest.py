@@ -14,8 +14,9 @@ TINY_BUDGET = Budget(warmup_steps=1, min_steps=2, max_steps=3, budget_s=0.05)
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write into the developer's real runs folder."""
+    """Never write into the developer's real runs folder, nor read their user catalog."""
     monkeypatch.setenv("DLGPU_HOME", str(tmp_path / "dlgpu-home"))
+    monkeypatch.setenv("DLGPU_CONFIG_DIR", str(tmp_path / "dlgpu-config"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -351,3 +351,36 @@ def workload_details(name: str) -> tuple[WorkloadSpec, int]:
 
     spec = get_workload(name)
     return spec, memory_floor(spec, spec.resolve({}), "infer").parameters
+
+
+# --- the hardware catalog -------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from dlgpu.catalog import HardwareEntry, HardwareListing
+
+
+def hardware_list(kind: str = "all", catalog_files: Sequence[Path] = ()) -> HardwareListing:
+    """The catalog's GPUs, CPUs or cloud instances (or all), with the user's catalog files merged in.
+
+    ``catalog_files`` are the ``--catalog`` files; the user's config dir is always read too."""
+    from dlgpu.catalog import KINDS, HardwareListing, load_catalog
+
+    if kind not in KINDS:
+        raise BadInput(f"--kind {kind}: not one of {', '.join(KINDS)}")
+    cat = load_catalog(catalog_files)
+    return HardwareListing(kind, cat.gpus, cat.cpus, cat.cloud, cat.user_files)
+
+
+def hardware_show(hardware_id: str, catalog_files: Sequence[Path] = ()) -> HardwareEntry:
+    """One catalog entry by id (a GPU comes with the cloud instances that carry it), or ``local``: this
+    machine's CPU, as the catalog row its model name matches or else an estimate that says so."""
+    from dlgpu.catalog import GpuSpec, HardwareEntry, load_catalog, this_cpu
+
+    cat = load_catalog(catalog_files)
+    if hardware_id.strip().lower() == "local":
+        model_name, described = this_cpu(cat)
+        return HardwareEntry("local", described, local_model_name=model_name)
+    spec = cat.get(hardware_id)
+    if isinstance(spec, GpuSpec):
+        return HardwareEntry("gpu", spec, cat.instances_for(spec.id))
+    return HardwareEntry("cpu", spec)

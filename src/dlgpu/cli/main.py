@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 
 from dlgpu.errors import BadInput
 
-from .commands import bench, workloads
+from .commands import bench, hardware, workloads
 
-COMMANDS = (bench, workloads)
+COMMANDS = (bench, workloads, hardware)
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from dlgpu.catalog import CloudInstance, HardwareEntry, HardwareListing
 from dlgpu.results import BenchReport, BenchResult
-from dlgpu.units import format_bytes, format_duration, format_rate
+from dlgpu.units import GIB, format_bytes, format_duration, format_rate
 from dlgpu.workloads.registry import WorkloadSpec
 
 STATUS_STYLE = {"ok": "", "skipped": "yellow", "failed": "red"}
@@ -144,3 +145,139 @@ def print_workload(console: Console, spec: WorkloadSpec, parameters: int | None)
         if value is None and label in optional:
             continue
         console.print(f"  {label}: {'not published / unknown' if value is None else value}")
+
+
+# --- the hardware catalog -------------------------------------------------------------------------
+
+
+_PEAK_LABELS = {
+    "fp32_flops_per_s": "FP32 peak",
+    "tf32_flops_per_s": "TF32 tensor peak (dense)",
+    "fp16_flops_per_s": "FP16 tensor peak (dense, FP16 accumulate)",
+    "fp16_fp32acc_flops_per_s": "FP16 tensor peak (dense, FP32 accumulate)",
+    "bf16_flops_per_s": "BF16 peak (dense)",
+    "int8_ops_per_s": "INT8 tensor peak (dense)",
+}
+_LABELS = {"tdp_w": "TDP", "sm_count": "SM / CU count", "l2_cache_bytes": "L2 cache", "origin": "from",
+           "interconnect_bytes_per_s": "interconnect bandwidth", "gpu_id": "GPU", "vcpus": "vCPUs"}
+_UNIT_SUFFIXES = ("_bytes_per_s", "_flops_per_s", "_ops_per_s", "_bytes", "_hz", "_w", "_usd")
+_UNKNOWN = "not published / unknown"
+
+
+def _num(value: float | None, scale: float, unit: str, fmt: str = ".4g") -> str:
+    """A datasheet-style number ('2039 GB/s', '19.5 TFLOPS'), or '-' where no source gave it."""
+    return "-" if value is None else f"{value / scale:{fmt}}{unit}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.0f}"
+
+
+def hardware_tables(listing: HardwareListing) -> list[Table]:
+    """One table per kind listed. Bandwidth in decimal GB/s and compute in TFLOPS (dense), as datasheets
+    state them; memory in GiB, as GPU memory is built and reported."""
+    tables = []
+    if listing.kind in ("gpu", "all"):
+        t = Table(title="GPUs and accelerators (peaks are dense TFLOPS; fp16 = tensor cores with FP32 "
+                  "accumulate, what autocast runs)", title_justify="left")
+        for col in ("id", "name", "memory", "bandwidth", "fp32", "tf32", "bf16", "fp16", "TDP", "launch price"):
+            t.add_column(col, justify="left" if col in ("id", "name") else "right", no_wrap=col == "id")
+        for g in listing.gpus:
+            t.add_row(g.id, g.name, _num(g.memory_bytes, GIB, " GiB", "g"),
+                      _num(g.memory_bandwidth_bytes_per_s, 1e9, " GB/s"),
+                      *(_num(v, 1e12, "") for v in (g.fp32_flops_per_s, g.tf32_flops_per_s, g.bf16_flops_per_s,
+                                                     g.fp16_fp32acc_flops_per_s)),
+                      _num(g.tdp_w, 1, " W", "g"), _usd(g.launch_price_usd))
+        tables.append(t)
+    if listing.kind in ("cpu", "all"):
+        t = Table(title="CPUs (peaks in TFLOPS at the clock each row's notes state)", title_justify="left")
+        for col in ("id", "name", "cores", "threads", "base clock", "memory bandwidth", "fp32", "bf16", "TDP",
+                    "launch price"):
+            t.add_column(col, justify="left" if col in ("id", "name") else "right", no_wrap=col == "id")
+        for c in listing.cpus:
+            t.add_row(c.id, c.name, str(c.cores), "-" if c.threads is None else str(c.threads),
+                      _num(c.base_clock_hz, 1e9, " GHz", ".3g"), _num(c.memory_bandwidth_bytes_per_s, 1e9, " GB/s"),
+                      _num(c.fp32_flops_per_s, 1e12, ""), _num(c.bf16_flops_per_s, 1e12, ""),
+                      _num(c.tdp_w, 1, " W", "g"), _usd(c.launch_price_usd))
+        tables.append(t)
+    if listing.kind in ("cloud", "all"):
+        tables.append(cloud_table(listing.cloud, "Cloud instances (on-demand, at the date the price was stated)"))
+    return tables
+
+
+def cloud_table(instances: Sequence[CloudInstance], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("provider", "instance", "gpu", "gpus", "$/h", "$/GPU-h", "date", "region"):
+        t.add_column(col, justify="right" if col in ("gpus", "$/h", "$/GPU-h") else "left")
+    for c in instances:
+        t.add_row(c.provider, c.instance, c.gpu_id, str(c.gpu_count), f"{c.price_usd_per_hour:,.2f}",
+                  f"{c.price_usd_per_gpu_hour:,.2f}", c.price_date, c.region or "-")
+    return t
+
+
+def _label(key: str) -> str:
+    if key in _PEAK_LABELS or key in _LABELS:
+        return _PEAK_LABELS.get(key) or _LABELS[key]
+    for suffix in _UNIT_SUFFIXES:
+        if key.endswith(suffix):
+            key = key.removesuffix(suffix)
+            break
+    return key.replace("_", " ")
+
+
+def _value(key: str, value: object) -> str:
+    """A field in human units, read off the unit its name carries."""
+    if value is None:
+        return _UNKNOWN
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    if not isinstance(value, int | float):
+        return str(value)
+    if key.endswith("_bytes_per_s"):
+        return f"{value / 1e9:,.6g} GB/s ({value:.4g} bytes/s)"
+    if key.endswith("_bytes"):
+        return f"{format_bytes(value)} ({value:,} bytes)"
+    if key.endswith("_flops_per_s"):
+        return f"{value / 1e12:,.4g} TFLOP/s" if value >= 1e12 else f"{value / 1e9:,.4g} GFLOP/s"
+    if key.endswith("_ops_per_s"):
+        return f"{value / 1e12:,.4g} TOPS"
+    if key.endswith("_hz"):
+        return f"{value / 1e9:.4g} GHz" if value >= 1e9 else f"{value / 1e6:.4g} MHz"
+    if key.endswith("_w"):
+        return f"{value:g} W"
+    if key.endswith("_usd"):
+        return f"${value:,.2f}"
+    if key == "price_usd_per_hour":
+        return f"${value:,.2f} per hour"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def print_hardware_entry(console: Console, entry: HardwareEntry) -> None:
+    """Every field with its unit, then the source and notes; a GPU's cloud instances; for ``local``,
+    whether the description is the catalog's or an estimate, and on what basis."""
+    d = entry.spec.to_dict()
+    if entry.type == "local":
+        console.print(f"[bold]This machine's CPU[/]: {entry.local_model_name}")
+        if entry.estimated:
+            console.print("  [yellow]not in the catalog: described from what this machine reports[/]")
+        else:
+            console.print(f"  matches catalog entry [bold]{d['id']}[/] (figures below are the catalog's)")
+    if "id" in d:
+        console.print(f"[bold]{d['name']}[/] ({d['id']}, {entry.type if entry.type != 'local' else 'cpu'})")
+    skip = {"id", "name", "source", "notes", "basis", "model_name", "estimated", "cuda_cc"}
+    for key, value in d.items():
+        if key not in skip:
+            console.print(f"  {_label(key)}: {_value(key, value)}")
+    if "basis" in d:
+        console.print(f"  basis: {d['basis']}")
+    if d.get("source"):
+        console.print(f"  source: {d['source']}")
+    if d.get("notes"):
+        console.print(f"  notes: {d['notes']}")
+    if entry.type == "gpu":
+        if entry.cloud:
+            console.print(cloud_table(entry.cloud, "cloud instances carrying it (cheapest per GPU-hour first)"))
+        else:
+            console.print("  cloud instances: none in the catalog")
