@@ -127,25 +127,41 @@ class _Fit:
     note: str  # "needs at least X for ...; Y free"
 
 
-def _fit(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo,
-         cache: dict[tuple[str, str, str], Any]) -> _Fit:
-    from dlgpu.analyze import memory_floor
+def _fit(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: DeviceInfo, batch_size: int,
+         precision: str, cache: dict[tuple[Any, ...], Any]) -> _Fit:
+    """Whether the run can fit: weights, gradients and optimizer state (counted on the meta device) plus,
+    for training, the activations kept for backward (traced on fake tensors at this batch and precision)."""
+    from dlgpu.analyze import activation_bytes, memory_floor
     from dlgpu.devices import available_memory
     from dlgpu.units import format_bytes
 
-    key = (spec.name, repr(sorted(params.items())), task)
-    if key not in cache:
-        cache[key] = memory_floor(spec, params, task)
-    floor = cache[key]
-    available = available_memory(device)
+    pkey = repr(sorted(params.items()))
+    if (spec.name, pkey, task) not in cache:
+        cache[(spec.name, pkey, task)] = memory_floor(spec, params, task)
+    floor = cache[(spec.name, pkey, task)]
     what = ("weights, gradients and " + floor.optimizer + " state") if task == "train" else "weights"
-    note = (f"needs at least {format_bytes(floor.total_bytes)} for {what} of {floor.parameters / 1e9:.2f}B "
-            f"parameters (before activations)")
+    need = floor.total_bytes
+    note = f"{format_bytes(floor.total_bytes)} for {what} of {floor.parameters / 1e9:.2f}B parameters"
+    if task == "train":
+        akey = (spec.name, pkey, batch_size, precision)
+        if akey not in cache:
+            try:
+                cache[akey] = activation_bytes(spec, params, batch_size, precision)
+            except Exception:  # not traceable on fake tensors: judge by the floor alone
+                cache[akey] = None
+        acts = cache[akey]
+        if acts is None:
+            note += " (activations not counted: the model cannot be traced on fake tensors)"
+        else:
+            need += acts
+            note += f" + {format_bytes(acts)} of activations kept for backward at batch {batch_size}"
+    note = f"needs about {format_bytes(need)}: {note}"
+    available = available_memory(device)
     if available is None:
-        return _Fit(None, floor.total_bytes, None, note)
+        return _Fit(None, need, None, note)
     usable = int(available * USABLE_MEMORY_FRACTION)
     note += f"; {device.id} has {format_bytes(available)} free, {format_bytes(usable)} usable"
-    return _Fit(f"does not fit: {note}" if floor.total_bytes > usable else None, floor.total_bytes, usable, note)
+    return _Fit(f"does not fit: {note}" if need > usable else None, need, usable, note)
 
 
 def _project(result: BenchResult, spec: WorkloadSpec, params: Mapping[str, Any]) -> BenchResult:
@@ -233,7 +249,7 @@ def bench(
     ]
     obs.planned(sum(len(p.precisions) for p in plans))
     results: list[BenchResult] = []
-    floors: dict[tuple[str, str, str], Any] = {}
+    floors: dict[tuple[Any, ...], Any] = {}
 
     def report(interrupted: bool) -> BenchReport:
         groups: dict[tuple[str, str, str], int] = {}
@@ -273,16 +289,20 @@ def bench(
                 continue
             label = f"{plan.spec.name} {plan.task} on {plan.device.id}"
             obs.started(f"{label}: checking memory")
-            fit: _Fit | None = None
+            fits: dict[str, _Fit] = {}
             floor_error: str | None = None
             try:
-                fit = _fit(plan.spec, plan.params, plan.task, plan.device, floors)
+                for prec in runnable:
+                    fits[prec] = _fit(plan.spec, plan.params, plan.task, plan.device, plan.batch_size, prec, floors)
             except Exception as exc:  # a workload that cannot even be built on meta
                 floor_error = f"{type(exc).__name__}: {exc}"
-            if fit is not None and fit.reason:
-                for prec in runnable:
-                    add(BenchResult(**base, precision=prec, status="skipped", reason=fit.reason))
+            for prec, f in fits.items():
+                if f.reason:
+                    add(BenchResult(**base, precision=prec, status="skipped", reason=f.reason))
+            runnable = [p for p in runnable if not (p in fits and fits[p].reason)]
+            if not runnable:
                 continue
+            fit = fits.get(runnable[0])
             settings = cpu_settings if plan.device.kind == "cpu" else {}
             if (fit is not None and fit.usable_bytes and plan.device.kind == "cpu"
                     and fit.floor_bytes > ISOLATE_ABOVE_FRACTION * fit.usable_bytes

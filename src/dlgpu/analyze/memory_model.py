@@ -51,3 +51,33 @@ def memory_floor(spec: WorkloadSpec, params: Mapping[str, Any], task: str) -> Me
         optimizer_bytes=k * trainable if training else 0,
         optimizer=inst.optimizer_kind,
     )
+
+
+def activation_bytes(spec: WorkloadSpec, params: Mapping[str, Any], batch_size: int, precision: str) -> int:
+    """Bytes of the tensors a training step's forward keeps for backward (parameters excluded).
+
+    Traced on fake tensors with ``saved_tensors_hooks``: the exact set autograd saves for this model, batch
+    and precision, with nothing allocated. Views of one buffer saved separately are counted separately, so
+    this leans high. Raises where the model cannot be traced on fake tensors (data-dependent shapes, as in
+    detection models' box sampling)."""
+    from .trace import _fake_mode, _TraceContext
+
+    class _ForwardOnly(_TraceContext):
+        def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+            pass
+
+    with _fake_mode() as rec:
+        inst = spec.build(params)
+        batch = inst.make_batch(batch_size, torch.device("cpu"), False)
+        param_ids = {id(p) for p in inst.parameters()}
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            if id(t) not in param_ids:
+                saved[id(t)] = t.numel() * t.element_size()
+            return t
+
+        inst.train(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            inst.train_step(batch, _ForwardOnly(rec, precision))
+    return sum(saved.values())

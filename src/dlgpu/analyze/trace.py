@@ -1,0 +1,258 @@
+"""Operator profiles: every aten operator of a training or inference step, traced on fake tensors.
+
+The step runs under ``FakeTensorMode`` (shapes and dtypes propagate, nothing is allocated or computed), so
+a full-size model at its real batch is profiled in seconds on a laptop CPU. Autocast works on fake CPU
+tensors, so bf16/fp16 steps carry the dtypes autocast really chooses.
+
+FLOPs come from PyTorch's own ``torch.utils.flop_counter`` formulas (matmul, convolution, SDPA), plus
+formulas for what it misses (pytorch/pytorch#165570): elementwise ops (1 FLOP per output element),
+norms, softmax and reductions (per element counts below), and the CPU SDPA kernel that is missing from
+its registry (pytorch/pytorch#195460). A multiply-add counts as 2 FLOPs. Bytes are the sum of each op's
+tensor inputs and outputs (views skipped): an eager, unfused upper bound on memory traffic (see
+MEASUREMENT.md section 5)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils.flop_counter as fc
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from dlgpu.workloads.registry import WorkloadSpec
+
+aten = torch.ops.aten
+
+MATMUL = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten._scaled_mm}
+CONV = {aten.convolution, aten._convolution, aten.convolution_backward, aten.cudnn_convolution,
+        aten._slow_conv2d_forward, aten.convolution_overrideable, aten.mkldnn_convolution}
+CPU_SDPA = aten._scaled_dot_product_flash_attention_for_cpu
+CPU_SDPA_BWD = aten._scaled_dot_product_flash_attention_for_cpu_backward
+ATTENTION = {CPU_SDPA, CPU_SDPA_BWD, aten._scaled_dot_product_efficient_attention,
+             aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_cudnn_attention,
+             aten._scaled_dot_product_efficient_attention_backward,
+             aten._scaled_dot_product_flash_attention_backward,
+             aten._scaled_dot_product_cudnn_attention_backward}
+# FLOPs per element for ops the counter misses (counts of arithmetic in the usual formulas: a norm takes a
+# mean, a variance, a subtract, a divide and an affine multiply-add; softmax an exp, a sum and a divide).
+NORMS = {aten.native_batch_norm: 5, aten._native_batch_norm_legit: 5, aten._native_batch_norm_legit_no_training: 5,
+         aten._native_batch_norm_legit_functional: 5, aten.native_layer_norm: 5, aten.native_group_norm: 5,
+         aten.native_batch_norm_backward: 8, aten.native_layer_norm_backward: 8,
+         aten.native_group_norm_backward: 8, aten._fused_rms_norm: 4, aten._fused_rms_norm_backward: 6}
+SOFTMAX = {aten._softmax: 5, aten._log_softmax: 5, aten._softmax_backward_data: 4,
+           aten._log_softmax_backward_data: 4}
+REDUCTIONS = {aten.sum, aten.mean, aten.amax, aten.amin, aten.max, aten.min, aten.var_mean, aten.var,
+              aten.norm, aten.linalg_vector_norm, aten.nll_loss_forward, aten.nll_loss_backward,
+              aten.nll_loss2d_forward, aten.nll_loss2d_backward}
+EMBEDDING = {aten.embedding, aten.embedding_dense_backward}
+# Metadata queries and allocation-only ops: no kernel worth counting.
+IGNORED = {aten.detach, aten.empty, aten.empty_like, aten.empty_strided, aten.zeros_like, aten.lift_fresh,
+           aten.sym_size, aten.sym_stride, aten.sym_numel, aten.is_same_size, aten.set_,
+           aten._local_scalar_dense, aten.is_nonzero, aten.resize_, aten.new_empty, aten.new_empty_strided}
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One distinct operator call shape, with how often it ran in the step."""
+
+    op: str
+    # kind: matmul | conv | attention | norm | softmax | reduction | embedding | elementwise | optimizer | copy | other
+    kind: str
+    phase: str  # forward | backward | optimizer
+    dtype: str  # the dtype of the op's main output
+    flops: float  # per call
+    bytes_read: float  # per call
+    bytes_written: float  # per call
+    count: int
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    workload: str
+    task: str
+    precision: str
+    batch_size: int
+    params: dict[str, Any]
+    parameters: int
+    ops: tuple[OpRecord, ...]
+
+    @property
+    def flops(self) -> float:
+        return sum(o.flops * o.count for o in self.ops)
+
+    @property
+    def bytes(self) -> float:
+        return sum(o.bytes * o.count for o in self.ops)
+
+    @property
+    def kernels(self) -> int:
+        return sum(o.count for o in self.ops)
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for o in self.ops:
+            d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
+            d["flops"] += o.flops * o.count
+            d["bytes"] += o.bytes * o.count
+            d["kernels"] += o.count
+        return out
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
+
+def _nbytes(ts: list[torch.Tensor]) -> float:
+    return float(sum(t.numel() * t.element_size() for t in ts))
+
+
+def _kind(packet: Any, func: Any) -> str:
+    if packet in MATMUL:
+        return "matmul"
+    if packet in CONV:
+        return "conv"
+    if packet in ATTENTION:
+        return "attention"
+    if packet in NORMS:
+        return "norm"
+    if packet in SOFTMAX:
+        return "softmax"
+    if packet in REDUCTIONS:
+        return "reduction"
+    if packet in EMBEDDING:
+        return "embedding"
+    name = packet.__name__
+    if name.startswith("_foreach_") or name.startswith("_fused_adam"):
+        return "optimizer"
+    if torch.Tag.pointwise in func.tags:
+        return "elementwise"
+    if name in ("copy_", "_to_copy", "clone", "cat", "stack", "index", "index_put_", "gather", "scatter",
+                "constant_pad_nd", "slice_scatter", "select_backward", "slice_backward", "index_select",
+                "_unsafe_view", "contiguous", "masked_fill", "where", "fill_", "zero_", "new_zeros", "zeros"):
+        return "copy"
+    return "other"
+
+
+def _flops(packet: Any, func: Any, kind: str, args: Any, kwargs: Any, out: Any) -> float:
+    if packet in fc.flop_registry:
+        return float(fc.flop_registry[packet](*args, **kwargs, out_val=out))
+    if packet is CPU_SDPA:
+        q, k, v = args[:3]
+        return float(fc.sdpa_flop_count(q.shape, k.shape, v.shape))
+    if packet is CPU_SDPA_BWD:
+        g, q, k, v = args[:4]
+        return float(fc.sdpa_backward_flop_count(g.shape, q.shape, k.shape, v.shape))
+    outs = _tensors(out)
+    ins = _tensors(args)
+    if kind == "norm":
+        return float(NORMS[packet] * (ins[0].numel() if ins else 0))
+    if kind == "softmax":
+        return float(SOFTMAX[packet] * (outs[0].numel() if outs else 0))
+    if kind == "reduction":
+        return float(ins[0].numel() if ins else 0)
+    if kind in ("elementwise", "optimizer"):
+        # Foreach ops update lists of tensors in place (outputs may be None): count the largest list.
+        return float(max(sum(t.numel() for t in outs), sum(t.numel() for t in _tensors(args[0] if args else ()))))
+    return 0.0
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records every aten call while ``recording``; answers ``.item()`` on fake tensors with 1.
+
+    Data-dependent scalars have no value on fake tensors. Synthetic batches are full (attention masks all
+    ones), so the answer that keeps the trace on the real path is "true"/1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recording = False
+        self.phase = "forward"
+        self.calls: Counter[tuple[str, str, str, str, float, float, float]] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if packet is aten._local_scalar_dense:
+            t = args[0]
+            return True if t.dtype == torch.bool else (1.0 if t.is_floating_point() else 1)
+        out = func(*args, **kwargs)
+        if not self.recording or func.is_view or packet in IGNORED or func is torch.ops.prim.device.default:
+            return out
+        kind = _kind(packet, func)
+        outs = _tensors(out)
+        if kind == "optimizer" or (packet.__name__.endswith("_") and not outs):
+            written = _nbytes(_tensors(args[0] if args else ()))  # in-place: the first argument is written
+        else:
+            written = _nbytes(outs)
+        read = _nbytes(_tensors((args, kwargs)))
+        dtype = str(outs[0].dtype if outs else (_tensors(args) or [torch.empty(0)])[0].dtype).replace("torch.", "")
+        flops = _flops(packet, func, kind, args, kwargs, out)
+        self.calls[(packet.__name__, kind, self.phase, dtype, flops, read, written)] += 1
+        return out
+
+
+class _TraceContext:
+    """The StepContext used while tracing: autocast as the harness would, phases marked for the record."""
+
+    def __init__(self, recorder: OpRecorder, precision: str) -> None:
+        self.recorder = recorder
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=self.dtype)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        self.recorder.phase = "backward"
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.recorder.phase = "optimizer"
+        optimizer.step()
+        self.recorder.phase = "forward"
+
+
+@contextlib.contextmanager
+def _fake_mode() -> Iterator[OpRecorder]:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    recorder = OpRecorder()
+    with FakeTensorMode(allow_non_fake_inputs=True), recorder:
+        yield recorder
+
+
+def profile(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision: str,
+            batch_size: int) -> OpProfile:
+    """Trace one step (``task`` = train or infer) of ``spec`` at full size on fake tensors."""
+    torch.manual_seed(0)
+    with _fake_mode() as rec:
+        inst = spec.build(params)
+        parameters = inst.num_parameters()
+        batch = inst.make_batch(batch_size, torch.device("cpu"), False)
+        ctx = _TraceContext(rec, precision)
+        rec.recording = True
+        if task == "train":
+            inst.train(True)
+            inst.train_step(batch, ctx)
+        else:
+            inst.train(False)
+            with torch.no_grad():
+                inst.infer_step(batch, ctx)
+        rec.recording = False
+    ops = tuple(
+        OpRecord(op=k[0], kind=k[1], phase=k[2], dtype=k[3], flops=k[4], bytes_read=k[5], bytes_written=k[6],
+                 count=n)
+        for k, n in rec.calls.items()
+    )
+    return OpProfile(spec.name, task, precision, batch_size, dict(params), parameters, ops)
