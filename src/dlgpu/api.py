@@ -404,3 +404,225 @@ def hardware_show(hardware_id: str, catalog_files: Sequence[Path] = ()) -> Hardw
     if isinstance(spec, GpuSpec):
         return HardwareEntry("gpu", spec, cat.instances_for(spec.id))
     return HardwareEntry("cpu", spec)
+
+
+# --- prediction (issue #3) ------------------------------------------------------------------------------
+
+_PROFILE_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
+            overrides: Mapping[str, str] | None = None, optimizer_step: bool = True) -> Any:
+    """The operator profile of one full-size step, traced on fake tensors (no memory, no compute)."""
+    from dataclasses import replace as _replace
+
+    from dlgpu.analyze import memory_floor
+    from dlgpu.analyze.trace import profile
+
+    if task not in TASKS:
+        raise BadInput(f"--task {task}: not one of {', '.join(TASKS)}")
+    if precision not in PRECISIONS:
+        raise BadInput(f"--precision {precision}: not one of {', '.join(PRECISIONS)}")
+    spec = get_workload(workload)
+    params = spec.resolve(dict(overrides or {}))
+    bs = batch_size or spec.batch_size
+    if bs <= 0:
+        raise BadInput(f"--batch-size {bs}: must be a positive integer")
+    key = (spec.name, task, precision, bs, repr(sorted(params.items())), optimizer_step)
+    if key not in _PROFILE_CACHE:
+        prof = profile(spec, params, task, precision, bs)
+        if not optimizer_step:
+            prof = prof.without_phase("optimizer")
+        _PROFILE_CACHE[key] = _replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
+    return _PROFILE_CACHE[key]
+
+
+def calibration_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    required = {"workload", "task", "hardware", "precision", "batch_size", "samples_per_s"}
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = required - set(reader.fieldnames or [])
+            if missing:
+                raise BadInput(f"{path}: missing columns {', '.join(sorted(missing))}")
+            return [dict(r) for r in reader]
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
+
+
+NGC_SOURCES = ("github.com/NVIDIA/DeepLearningExamples", "github.com/lambdal/deeplearning-benchmark")
+"""Benchmarks run in NVIDIA's NGC PyTorch containers, where fp32 matmuls use TF32 on Ampere and newer
+(the containers enable it; so did PyTorch itself before 1.12). Their "fp32" rows on such GPUs are
+calibrated as tf32; everywhere else fp32 means PyTorch's current default (TF32 convolutions only)."""
+
+
+def _row_precision(row: Mapping[str, str], gpu: Any) -> str:
+    ngc = any(s in (row.get("source_url") or "") for s in NGC_SOURCES)
+    if row["precision"] == "fp32" and ngc and gpu.tf32_flops_per_s:
+        return "tf32"
+    return row["precision"]
+
+
+def _split_overrides(text: str) -> tuple[dict[str, str], bool]:
+    pairs = [p for p in (text or "").split(";") if p.strip()]
+    kv = parse_overrides(pairs)
+    optimizer_step = kv.pop("optimizer_step", "true").lower() not in ("false", "0", "no")
+    return kv, optimizer_step
+
+
+def calibration_samples(rows: Sequence[dict[str, str]], catalog: Any) -> tuple[list[Any], list[tuple[int, str]]]:
+    """(samples, [(row index, why not usable)])."""
+    from dlgpu.predict.calibrate import Sample
+
+    samples, skipped = [], []
+    for i, row in enumerate(rows):
+        try:
+            if row["task"] == "decode":
+                raise BadInput("decode (one token at a time with a KV cache) is not modelled yet")
+            if row.get("framework", "pytorch") == "llama.cpp":
+                raise BadInput("llama.cpp rows measure a different runtime than the PyTorch steps dlgpu traces")
+            gpu = catalog.gpu(row["hardware"])
+            kv, opt = _split_overrides(row.get("overrides", ""))
+            precision = _row_precision(row, gpu)
+            prof = analyze(row["workload"], row["task"], precision, int(row["batch_size"]), kv, opt)
+            samples.append(Sample(
+                label=f"{row['workload']} {row['task']} {row['hardware']} {row['precision']} bs{row['batch_size']}"
+                      f"{' ' + row['overrides'] if row.get('overrides') else ''}",
+                family=get_workload(row["workload"]).family, profile=prof, gpu=gpu,
+                precision=precision, framework=row.get("framework") or "pytorch",
+                measured_samples_per_s=float(row["samples_per_s"])))
+        except BadInput as exc:
+            skipped.append((i, str(exc)))
+        except Exception as exc:  # a model that cannot be traced on fake tensors (data-dependent shapes)
+            skipped.append((i, f"cannot trace {row['workload']} on fake tensors: {type(exc).__name__}: {exc}"[:300]))
+    return samples, skipped
+
+
+CALIBRATION_FILE = Path(__file__).parent / "predict" / "data" / "calibration.json"
+PUBLISHED_FILE = Path(__file__).parent / "predict" / "data" / "published_calibration.csv"
+
+
+def load_calibration(path: Path | None = None) -> Any:
+    """The fitted parameters shipped with dlgpu (regenerated by ``dlgpu calibrate``)."""
+    import json
+
+    from dlgpu.predict import Calibration
+
+    p = path or CALIBRATION_FILE
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{p}: no usable calibration ({exc}); run `dlgpu calibrate`") from None
+    return Calibration(doc["values"], doc)
+
+
+def _interval(cal: Any, sps: float) -> dict[str, float] | None:
+    """A low-high range for a prediction from the leave-one-device-out errors (10th-90th percentile)."""
+    import statistics
+
+    rows = (cal.fit.get("leave_one_device_out") or {}).get("rows") or []
+    errs = sorted(r["error_pct"] / 100.0 for r in rows)
+    if len(errs) < 10:
+        return None
+    q = statistics.quantiles(errs, n=10, method="inclusive")
+    lo, hi = q[0], q[-1]  # predicted = measured x (1 + e)  =>  measured = predicted / (1 + e)
+    return {"low": sps / (1.0 + hi), "high": sps / (1.0 + lo), "basis": "10th-90th percentile of "
+            "leave-one-device-out errors on the calibration data"}
+
+
+def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "train",
+            batch_size: int | None = None, overrides: Mapping[str, str] | None = None,
+            catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """Predicted step time, throughput and memory of a workload on a catalog GPU (dlgpu.predict/1)."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.predict import precision_reason, predict_step
+
+    if task == "decode":
+        raise BadInput("--task decode: token-by-token decoding with a KV cache is not modelled yet "
+                       "(valid now: train, infer)")
+    catalog = load_catalog(catalog_files)
+    gpu = catalog.gpu(hardware)
+    why = precision_reason(gpu, precision) if precision in PRECISIONS else None
+    if why:
+        raise BadInput(f"--precision {precision}: {why}")
+    prof = analyze(workload, task, precision, batch_size, overrides)
+    cal = load_calibration()
+    pred = predict_step(prof, gpu, precision, cal)
+    sps = prof.batch_size / pred.step_time_s
+    peak = (prof.state_bytes or 0) + (prof.activation_bytes or 0)
+    return {
+        "schema": "dlgpu.predict/1",
+        "workload": workload, "task": task, "hardware": gpu.id, "precision": precision,
+        "batch_size": prof.batch_size, "overrides": dict(overrides or {}),
+        "samples_per_s": sps, "step_time_s": pred.step_time_s,
+        "peak_mem_bytes": peak, "peak_mem_basis": "weights, gradients and optimizer state + activations kept "
+        "for backward (traced on fake tensors); framework workspace not included",
+        "memory_bytes": gpu.memory_bytes,
+        "fits": None if gpu.memory_bytes is None else peak <= gpu.memory_bytes,
+        "bound": pred.bound, "tensor_core_flops_share": pred.tensor_core_share,
+        "flops": prof.flops, "bytes": prof.bytes, "kernels": prof.kernels,
+        "interval": _interval(cal, sps),
+        "provenance": "predicted: per-operator roofline with efficiencies fitted to published measurements",
+    }
+
+
+def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """Predict every row of a file in the calibration file's columns; per-row and summary errors."""
+    import statistics
+
+    from dlgpu.catalog import load_catalog
+    from dlgpu.predict import predict_step
+
+    rows = calibration_rows(path)
+    catalog = load_catalog(catalog_files)
+    cal = load_calibration()
+    samples, skipped = calibration_samples(rows, catalog)
+    why = dict(skipped)
+    it = iter(samples)
+    out_rows, errs = [], []
+    for i, row in enumerate(rows):
+        rec: dict[str, Any] = {**row, "predicted_samples_per_s": None, "error_pct": None}
+        if i in why:
+            rec.update(status="unsupported", reason=why[i])
+        else:
+            smp = next(it)
+            pred = predict_step(smp.profile, smp.gpu, smp.precision, cal, smp.framework)
+            sps = smp.profile.batch_size / pred.step_time_s
+            err = 100.0 * (sps - smp.measured_samples_per_s) / smp.measured_samples_per_s
+            errs.append(abs(err))
+            rec.update(predicted_samples_per_s=sps, error_pct=err, status="ok", reason=None)
+        out_rows.append(rec)
+    return {
+        "schema": "dlgpu.validate/1", "file": str(path), "rows": out_rows,
+        "median_abs_error_pct": statistics.median(errs) if errs else None,
+        "mean_abs_error_pct": statistics.fmean(errs) if errs else None,
+        "predicted": len(errs), "unsupported": len(rows) - len(errs),
+    }
+
+
+def calibrate(data_files: Sequence[Path] = (), output: Path | None = None) -> dict[str, Any]:
+    """Fit the performance model on the published calibration data (and any extra files in its columns),
+    report in-sample and leave-one-device-out errors, and write the parameters with them."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.predict.calibrate import errors_pct, fit, leave_one_device_out, summary
+
+    rows: list[dict[str, str]] = []
+    for f in (PUBLISHED_FILE, *data_files):
+        rows += calibration_rows(f)
+    samples, skipped = calibration_samples(rows, load_catalog())
+    if len(samples) < 10:
+        raise BadInput(f"only {len(samples)} usable calibration rows; need at least 10")
+    cal = fit(samples)
+    doc = {
+        "schema": "dlgpu.calibration/1",
+        "values": cal.values,
+        "rows_used": len(samples),
+        "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
+        "in_sample": summary(errors_pct(cal, samples)),
+        "leave_one_device_out": leave_one_device_out(samples),
+        "sources": [str(PUBLISHED_FILE.name), *(str(f) for f in data_files)],
+    }
+    write_json_atomic(output or CALIBRATION_FILE, doc)
+    return doc

@@ -210,3 +210,74 @@ class BenchReport:
             "config": self.config.to_dict(),
             "results": [r.to_dict() for r in self.results],
         }
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One distinct operator call shape, with how often it ran in the step."""
+
+    op: str
+    # kind: matmul | conv | attention | norm | softmax | reduction | embedding | elementwise | optimizer | copy | other
+    kind: str
+    phase: str  # forward | backward | optimizer
+    dtype: str  # the dtype of the op's main output
+    flops: float  # per call
+    bytes_read: float  # per call
+    bytes_written: float  # per call
+    count: int
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    workload: str
+    task: str
+    precision: str
+    batch_size: int
+    params: dict[str, Any]
+    parameters: int
+    ops: tuple[OpRecord, ...]
+    activation_bytes: int | None = None
+    state_bytes: int | None = None  # weights (+ gradients and optimizer state when training)
+
+    @property
+    def flops(self) -> float:
+        return sum(o.flops * o.count for o in self.ops)
+
+    @property
+    def bytes(self) -> float:
+        return sum(o.bytes * o.count for o in self.ops)
+
+    @property
+    def kernels(self) -> int:
+        return sum(o.count for o in self.ops)
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for o in self.ops:
+            d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
+            d["flops"] += o.flops * o.count
+            d["bytes"] += o.bytes * o.count
+            d["kernels"] += o.count
+        return out
+
+    def without_phase(self, phase: str) -> OpProfile:
+        """The same step without one phase (published figures that timed forward+backward only)."""
+        from dataclasses import replace
+
+        return replace(self, ops=tuple(o for o in self.ops if o.phase != phase))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "task": self.task, "precision": self.precision,
+            "batch_size": self.batch_size, "params": dict(self.params), "parameters": self.parameters,
+            "flops": self.flops, "bytes": self.bytes, "kernels": self.kernels,
+            "activation_bytes": self.activation_bytes, "state_bytes": self.state_bytes,
+            "by_kind": self.by_kind(), "ops": [o.to_dict() for o in self.ops],
+        }

@@ -60,24 +60,8 @@ def activation_bytes(spec: WorkloadSpec, params: Mapping[str, Any], batch_size: 
     and precision, with nothing allocated. Views of one buffer saved separately are counted separately, so
     this leans high. Raises where the model cannot be traced on fake tensors (data-dependent shapes, as in
     detection models' box sampling)."""
-    from .trace import _fake_mode, _TraceContext
+    from .trace import profile
 
-    class _ForwardOnly(_TraceContext):
-        def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-            pass
-
-    with _fake_mode() as rec:
-        inst = spec.build(params)
-        batch = inst.make_batch(batch_size, torch.device("cpu"), False)
-        param_ids = {id(p) for p in inst.parameters()}
-        saved: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            if id(t) not in param_ids:
-                saved[id(t)] = t.numel() * t.element_size()
-            return t
-
-        inst.train(True)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            inst.train_step(batch, _ForwardOnly(rec, precision))
-    return sum(saved.values())
+    acts = profile(spec, params, "train", precision, batch_size).activation_bytes
+    assert acts is not None
+    return acts

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ import torch.utils.flop_counter as fc
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from dlgpu.results import OpProfile, OpRecord
 from dlgpu.workloads.registry import WorkloadSpec
 
 aten = torch.ops.aten
@@ -54,60 +54,6 @@ EMBEDDING = {aten.embedding, aten.embedding_dense_backward}
 IGNORED = {aten.detach, aten.empty, aten.empty_like, aten.empty_strided, aten.zeros_like, aten.lift_fresh,
            aten.sym_size, aten.sym_stride, aten.sym_numel, aten.is_same_size, aten.set_,
            aten._local_scalar_dense, aten.is_nonzero, aten.resize_, aten.new_empty, aten.new_empty_strided}
-
-
-@dataclass(frozen=True)
-class OpRecord:
-    """One distinct operator call shape, with how often it ran in the step."""
-
-    op: str
-    # kind: matmul | conv | attention | norm | softmax | reduction | embedding | elementwise | optimizer | copy | other
-    kind: str
-    phase: str  # forward | backward | optimizer
-    dtype: str  # the dtype of the op's main output
-    flops: float  # per call
-    bytes_read: float  # per call
-    bytes_written: float  # per call
-    count: int
-
-    @property
-    def bytes(self) -> float:
-        return self.bytes_read + self.bytes_written
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class OpProfile:
-    workload: str
-    task: str
-    precision: str
-    batch_size: int
-    params: dict[str, Any]
-    parameters: int
-    ops: tuple[OpRecord, ...]
-
-    @property
-    def flops(self) -> float:
-        return sum(o.flops * o.count for o in self.ops)
-
-    @property
-    def bytes(self) -> float:
-        return sum(o.bytes * o.count for o in self.ops)
-
-    @property
-    def kernels(self) -> int:
-        return sum(o.count for o in self.ops)
-
-    def by_kind(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for o in self.ops:
-            d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
-            d["flops"] += o.flops * o.count
-            d["bytes"] += o.bytes * o.count
-            d["kernels"] += o.count
-        return out
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
@@ -232,27 +178,82 @@ def _fake_mode() -> Iterator[OpRecorder]:
         yield recorder
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """Skip ``torch.nn.init`` while building on fake tensors: values do not exist there, and some inits
+    (Inception-v3's truncated normal) cost minutes of per-element work for nothing."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS if hasattr(torch.nn.init, name)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *a, **k: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+_BUILT: dict[tuple[str, str], tuple[Any, OpRecorder, Any]] = {}
+_BUILT_MAX = 4
+
+
+def _built(spec: WorkloadSpec, params: Mapping[str, Any]) -> tuple[Any, OpRecorder, Any]:
+    """A fake instance of the workload, reused across traces (building dominates the cost of a trace)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    key = (spec.name, repr(sorted(params.items())))
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.pop(next(iter(_BUILT)))
+        mode, rec = FakeTensorMode(allow_non_fake_inputs=True), OpRecorder()
+        torch.manual_seed(0)
+        with mode, rec, _no_init():
+            inst = spec.build(params)
+        _BUILT[key] = (mode, rec, inst)
+    return _BUILT[key]
+
+
 def profile(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision: str,
             batch_size: int) -> OpProfile:
-    """Trace one step (``task`` = train or infer) of ``spec`` at full size on fake tensors."""
-    torch.manual_seed(0)
-    with _fake_mode() as rec:
-        inst = spec.build(params)
-        parameters = inst.num_parameters()
+    """Trace one step (``task`` = train or infer) of ``spec`` at full size on fake tensors.
+
+    For training, the bytes of the tensors autograd saves for backward (parameters excluded) are recorded
+    in the same pass: the activation memory of this model at this batch and precision."""
+    mode, rec, inst = _built(spec, params)
+    param_ids = {id(p) for p in inst.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in param_ids and rec.phase == "forward":
+            saved[id(t)] = t.numel() * t.element_size()
+        return t
+
+    rec.calls.clear()
+    rec.phase = "forward"
+    with mode, rec:
         batch = inst.make_batch(batch_size, torch.device("cpu"), False)
         ctx = _TraceContext(rec, precision)
         rec.recording = True
-        if task == "train":
-            inst.train(True)
-            inst.train_step(batch, ctx)
-        else:
-            inst.train(False)
-            with torch.no_grad():
-                inst.infer_step(batch, ctx)
-        rec.recording = False
+        try:
+            if task == "train":
+                inst.train(True)
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    inst.train_step(batch, ctx)
+            else:
+                inst.train(False)
+                with torch.no_grad():
+                    inst.infer_step(batch, ctx)
+        finally:
+            rec.recording = False
+            rec.phase = "forward"
     ops = tuple(
         OpRecord(op=k[0], kind=k[1], phase=k[2], dtype=k[3], flops=k[4], bytes_read=k[5], bytes_written=k[6],
                  count=n)
         for k, n in rec.calls.items()
     )
-    return OpProfile(spec.name, task, precision, batch_size, dict(params), parameters, ops)
+    return OpProfile(spec.name, task, precision, batch_size, dict(params), inst.num_parameters(), ops,
+                     activation_bytes=sum(saved.values()) if task == "train" else None)

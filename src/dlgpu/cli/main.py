@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 
 from dlgpu.errors import BadInput
 
-from .commands import bench, hardware, workloads
+from .commands import bench, hardware, predict, workloads
 
-COMMANDS = (bench, workloads, hardware)
+COMMANDS = (bench, workloads, hardware, predict)
 
 
 class Parser(argparse.ArgumentParser):

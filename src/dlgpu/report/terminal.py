@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dlgpu.catalog import CloudInstance, HardwareEntry, HardwareListing
-from dlgpu.results import BenchReport, BenchResult
+from dlgpu.results import BenchReport, BenchResult, OpProfile
 from dlgpu.units import GIB, format_bytes, format_duration, format_rate
 from dlgpu.workloads.registry import WorkloadSpec
 
@@ -281,3 +281,56 @@ def print_hardware_entry(console: Console, entry: HardwareEntry) -> None:
             console.print(cloud_table(entry.cloud, "cloud instances carrying it (cheapest per GPU-hour first)"))
         else:
             console.print("  cloud instances: none in the catalog")
+
+
+# --- prediction ------------------------------------------------------------------------------------------
+
+
+def print_prediction(console: Console, doc: dict) -> None:
+    iv = doc.get("interval")
+    rng = "" if not iv else f" (likely {format_rate(iv['low'])}-{format_rate(iv['high'])})"
+    console.print(f"[bold]{doc['workload']}[/] {doc['task']} on [bold]{doc['hardware']}[/] at {doc['precision']}, "
+                  f"batch {doc['batch_size']} [dim](predicted, not measured)[/]")
+    console.print(f"  throughput: {format_rate(doc['samples_per_s'])} samples/s{rng}")
+    console.print(f"  step time: {format_duration(doc['step_time_s'])}")
+    b = doc["bound"]
+    console.print(f"  time shares: compute {b['compute']:.0%}, memory traffic {b['memory']:.0%}, "
+                  f"per-kernel overhead {b['overhead']:.0%}; tensor-core FLOPs {doc['tensor_core_flops_share']:.0%}")
+    fits = {True: "fits", False: "does NOT fit", None: "unknown fit"}[doc["fits"]]
+    console.print(f"  memory: about {format_bytes(doc['peak_mem_bytes'])} of {format_bytes(doc['memory_bytes'])}: "
+                  f"{fits} [dim]({doc['peak_mem_basis']})[/]")
+    console.print(f"[dim]{doc['provenance']}[/]")
+
+
+def print_profile(console: Console, prof: OpProfile) -> None:
+    console.print(f"[bold]{prof.workload}[/] {prof.task} at {prof.precision}, batch {prof.batch_size}: "
+                  f"{prof.flops / 1e12:.3g} TFLOP, {format_bytes(prof.bytes)} moved (eager, unfused), "
+                  f"{prof.kernels} kernels, {prof.parameters:,} parameters")
+    if prof.activation_bytes is not None:
+        console.print(f"  activations kept for backward: {format_bytes(prof.activation_bytes)}; "
+                      f"weights+gradients+optimizer: {format_bytes(prof.state_bytes)}")
+    t = Table(title="by operator kind", title_justify="left")
+    for col in ("kind", "GFLOP", "bytes", "kernels", "FLOP/byte"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, d in sorted(prof.by_kind().items(), key=lambda kv: -kv[1]["flops"]):
+        t.add_row(kind, f"{d['flops'] / 1e9:,.1f}", format_bytes(d["bytes"]), f"{d['kernels']:.0f}",
+                  f"{d['flops'] / d['bytes']:.1f}" if d["bytes"] else "-")
+    console.print(t)
+
+
+def print_validation(console: Console, doc: dict) -> None:
+    t = Table(title=f"dlgpu validate {doc['file']}", title_justify="left")
+    for col in ("workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error"):
+        t.add_column(col)
+    for r in doc["rows"]:
+        if r["status"] != "ok":
+            t.add_row(r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"],
+                      "-", f"[yellow]{(r['reason'] or '')[:60]}[/]")
+            continue
+        t.add_row(r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"],
+                  format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%")
+    console.print(t)
+    if doc["median_abs_error_pct"] is not None:
+        console.print(f"median |error| {doc['median_abs_error_pct']:.1f}%, mean |error| "
+                      f"{doc['mean_abs_error_pct']:.1f}% over {doc['predicted']} rows; "
+                      f"{doc['unsupported']} not predicted")

@@ -27,6 +27,9 @@ def write_json_atomic(path: Path, doc: Any) -> None:
             json.dump(doc, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

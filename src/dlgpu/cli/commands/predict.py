@@ -1,0 +1,100 @@
+"""``dlgpu predict``, ``dlgpu analyze``, ``dlgpu validate`` and ``dlgpu calibrate``: the prediction engine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from dlgpu import api
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict a workload on a catalog GPU you may not have")
+    p.add_argument("workload")
+    p.add_argument("--hardware", "-H", required=True, metavar="ID", help="a catalog id (see `dlgpu hardware list`)")
+    p.add_argument("--precision", "-p", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"))
+    p.add_argument("--task", "-t", default="train", choices=("train", "infer", "decode"))
+    p.add_argument("--batch-size", "-b", type=int, metavar="N")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.add_argument("--catalog", action="append", type=Path, default=[], metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.predict/1)")
+    p.set_defaults(run=run_predict)
+
+    a = sub.add_parser("analyze", help="operator profile of one full-size step, traced on fake tensors")
+    a.add_argument("workload")
+    a.add_argument("--precision", "-p", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"))
+    a.add_argument("--task", "-t", default="train", choices=("train", "infer"))
+    a.add_argument("--batch-size", "-b", type=int, metavar="N")
+    a.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    a.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.analyze/1)")
+    a.set_defaults(run=run_analyze)
+
+    v = sub.add_parser("validate", help="predict every row of a CSV of measurements and report the errors")
+    v.add_argument("file", type=Path)
+    v.add_argument("--catalog", action="append", type=Path, default=[], metavar="FILE")
+    v.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.validate/1)")
+    v.set_defaults(run=run_validate)
+
+    c = sub.add_parser("calibrate", help="refit the performance model on the published calibration data")
+    c.add_argument("--data", action="append", type=Path, default=[], metavar="FILE",
+                   help="extra measurements in the calibration file's columns")
+    c.add_argument("--output", "-o", type=Path, help="where to write the parameters (default: the package's)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=run_calibrate)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from dlgpu.cli.main import emit_json
+    from dlgpu.report.terminal import make_console, print_prediction
+
+    doc = api.predict(args.workload, args.hardware, args.precision, args.task, args.batch_size,
+                      api.parse_overrides(args.overrides), args.catalog)
+    if args.json:
+        emit_json(doc)
+    else:
+        print_prediction(make_console(), doc)
+    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from dlgpu.cli.main import emit_json
+    from dlgpu.report.terminal import make_console, print_profile
+
+    prof = api.analyze(args.workload, args.task, args.precision, args.batch_size,
+                       api.parse_overrides(args.overrides))
+    if args.json:
+        emit_json({"schema": "dlgpu.analyze/1", **prof.to_dict()})
+    else:
+        print_profile(make_console(), prof)
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from dlgpu.cli.main import emit_json
+    from dlgpu.report.terminal import make_console, print_validation
+
+    doc = api.validate(args.file, args.catalog)
+    if args.json:
+        emit_json(doc)
+    else:
+        print_validation(make_console(), doc)
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from dlgpu.cli.main import emit_json
+    from dlgpu.report.terminal import make_console
+
+    doc = api.calibrate(args.data, args.output)
+    if args.json:
+        emit_json(doc)
+    else:
+        con = make_console()
+        loo = doc["leave_one_device_out"]
+        con.print(f"fitted on {doc['rows_used']} rows ({len(doc['rows_skipped'])} not usable); "
+                  f"in-sample median |error| {doc['in_sample']['median_abs_error_pct']:.1f}%, "
+                  f"leave-one-device-out median |error| {loo['overall']['median_abs_error_pct']:.1f}%")
+        for fam, s in loo["by_family"].items():
+            con.print(f"  {fam}: median |error| {s['median_abs_error_pct']:.1f}% over {s['n']} rows (LOO)")
+    return 0
