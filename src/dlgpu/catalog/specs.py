@@ -4,7 +4,7 @@ name carries its unit, and ``None`` means "no source gave this figure" — never
 Unit conventions, chosen to match what each datasheet means by its figure (the loader converts):
 
 - *bandwidth* (``memory_bandwidth_gbs``, ``interconnect_gbs``): decimal, 1 GB/s = 1e9 bytes/s, as every
-  vendor datasheet states bandwidth (A100 SXM4 80GB: 2039 GB/s = 2.039e12 bytes/s).
+  vendor datasheet states bandwidth.
 - *compute* (``*_tflops``, ``*_tops``, ``*_gflops``): decimal, 1 TFLOPS = 1e12 FLOP/s.
 - *memory capacity* (``memory_gb`` of GPUs and of cloud instances): binary, 1 GB = 2**30 bytes. DRAM and
   HBM are built in powers of two, so a "16 GB" V100 or "80 GB" A100 holds 16 or 80 GiB (the driver
