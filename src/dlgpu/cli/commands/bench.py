@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
             budget=_budget(args), observer=_ProgressObserver(progress), save_to=save_to,
             custom_specs=custom, include_hostname=args.hostname,
         )
-    specs = {s.name: s for s in api.resolve_workloads(list(report.config.workloads)
-                                                       if not custom else None)} | {s.name: s for s in custom}
+    registered = [w for w in report.config.workloads if not w.startswith("custom:")]
+    specs = {s.name: s for s in (api.resolve_workloads(registered) if registered else [])}
+    specs |= {s.name: s for s in custom}
     print_bench(console, report, specs)
     if save_to is not None:
         Console(stderr=True).print(f"[dim]saved: {save_to}[/]", highlight=False)
