@@ -117,3 +117,14 @@ def test_validate_reports_per_row_and_summary(tmp_path: Path, capsys: pytest.Cap
     assert ok["error_pct"] == pytest.approx(100 * (ok["predicted_samples_per_s"] - 1000) / 1000)
     assert bad["status"] == "unsupported" and bad["predicted_samples_per_s"] is None and bad["reason"]
     assert doc["median_abs_error_pct"] == pytest.approx(abs(ok["error_pct"]))
+
+
+def test_power_budget_caps_sustained_flops() -> None:
+    # Same datasheet peak, less power: the PCIe A100 (250 W) sustains less than the SXM one (400 W).
+    pcie, sxm = CAT.gpu("a100-pcie-40gb"), CAT.gpu("a100-sxm4-40gb")
+    assert pcie.bf16_flops_per_s == sxm.bf16_flops_per_s and pcie.tdp_w < sxm.tdp_w
+    cal = Calibration({"power:tensor": math.log(1e12)})
+    peak = sxm.bf16_flops_per_s
+    assert cal.seconds_per_flop("tensor", peak, pcie.tdp_w) > cal.seconds_per_flop("tensor", peak, sxm.tdp_w)
+    assert cal.seconds_per_flop("tensor", peak, sxm.tdp_w) == pytest.approx(1 / peak + 1 / (sxm.tdp_w * 1e12))
+    assert Calibration({}).seconds_per_flop("tensor", peak, sxm.tdp_w) == pytest.approx(1 / peak)

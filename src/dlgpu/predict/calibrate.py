@@ -20,7 +20,7 @@ from dlgpu.results import OpProfile
 
 from .roofline import Calibration, generation, op_group, predict_step, unit_peak
 
-RIDGE = 0.3  # weight of the L2 penalty on per-generation offsets (in log-odds units)
+RIDGE = 3.0  # weight of the L2 penalty on per-generation offsets (log units); chosen among 0.1-3 by LOO error
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class _Design:
                 names.append(name)
             return idx[name]
 
-        c, m, n, s, g, gg = [], [], [], [], [], []
+        c, m, n, s, g, gg, f, pw, tdp = [], [], [], [], [], [], [], [], []
         kernels, batch, mgen, fw = [], [], [], []
         for k, smp in enumerate(samples):
             gen = generation(smp.gpu)
@@ -57,6 +57,9 @@ class _Design:
             for op in smp.profile.ops:
                 unit, peak = unit_peak(op, smp.gpu, smp.precision)
                 c.append(op.flops / peak if peak else 0.0)
+                f.append(op.flops if peak else 0.0)
+                pw.append(pid(f"power:{unit}"))
+                tdp.append(smp.gpu.tdp_w or np.inf)
                 m.append(op.bytes / bw)
                 n.append(op.count)
                 s.append(k)
@@ -69,6 +72,7 @@ class _Design:
         self.names = names
         self.c, self.m, self.n = np.array(c), np.array(m), np.array(n, dtype=float)
         self.s, self.g, self.gg = np.array(s), np.array(g), np.array(gg)
+        self.f, self.pw, self.tdp = np.array(f), np.array(pw), np.array(tdp, dtype=float)
         self.kernels, self.batch = np.array(kernels, dtype=float), np.array(batch, dtype=float)
         self.mgen, self.fw = np.array(mgen), np.array(fw)
         self.measured = np.array([x.measured_samples_per_s for x in samples])
@@ -77,7 +81,8 @@ class _Design:
     def predicted(self, theta: np.ndarray) -> np.ndarray:
         e_c = np.exp(theta[self.g] + theta[self.gg])
         e_m = np.exp(theta[0] + theta[self.mgen])
-        t_op = self.n * np.maximum(self.c / e_c, self.m / e_m[self.s])
+        c = self.c + self.f / (self.tdp * np.exp(theta[self.pw]))  # see Calibration.seconds_per_flop
+        t_op = self.n * np.maximum(c / e_c, self.m / e_m[self.s])
         t = np.bincount(self.s, weights=t_op, minlength=len(self.batch)) + np.exp(theta[1]) * self.kernels
         t = np.maximum(t, np.exp(theta[2]) * self.kernels)  # host-side launch bound (see roofline)
         scale = np.where(self.fw >= 0, np.exp(theta[np.maximum(self.fw, 0)]), 1.0)
@@ -95,6 +100,8 @@ class _Design:
         for i, name in enumerate(self.names):
             if name.startswith("framework:"):
                 theta[i] = 0.0
+            if name.startswith("power:"):
+                theta[i] = np.log(1e12)  # ~1 TFLOP per joule: a loose cap to start from
         return theta
 
 

@@ -61,6 +61,15 @@ class Calibration:
         (cuDNN's conv+bias+ReLU, Adam's multi-tensor apply) do less than that."""
         return math.exp(self.values.get(f"{unit}:{kind}", math.log(0.5)) + self.values.get(f"gen:{gen}", 0.0))
 
+    def seconds_per_flop(self, unit: str, peak: float, tdp_w: float | None) -> float:
+        """1 / peak, plus a power limit: sustained FLOP/s cannot exceed what the board's power budget feeds
+        (fitted FLOP per joule per unit), so a 70 W T4 or a 250 W PCIe A100 reaches less of its
+        datasheet peak than a 400 W SXM A100. Harmonic, so it bites only where the budget is tight."""
+        j = self.values.get(f"power:{unit}")
+        if j is None or not tdp_w:
+            return 1.0 / peak
+        return 1.0 / peak + 1.0 / (tdp_w * math.exp(j))
+
     def memory_efficiency(self, gen: str) -> float:
         return math.exp(self.values.get("mem", math.log(0.5)) + self.values.get("mem:common", 0.0))
 
@@ -122,7 +131,7 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
     for op in profile.ops:
         unit, peak = unit_peak(op, gpu, precision)
         e = cal.efficiency(unit, op_group(op), gen)
-        t_c = op.flops / (peak * e) if peak else 0.0
+        t_c = op.flops * cal.seconds_per_flop(unit, peak, gpu.tdp_w) / e if peak else 0.0
         t_m = op.bytes / (bw * e_mem)
         if t_c >= t_m:
             compute += t_c * op.count
