@@ -96,7 +96,7 @@ def test_predict_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     (["predict", "resnet50", "--hardware", "a100"], "unknown hardware 'a100'"),
     (["predict", "resnet50", "--hardware", "v100-sxm2-16gb", "-p", "bf16"], "--precision bf16"),
     (["predict", "nosuch", "--hardware", "t4"], "unknown workload"),
-    (["predict", "gpt2_large", "--hardware", "t4", "-t", "decode"], "not modelled yet"),
+    (["predict", "resnet50", "--hardware", "t4", "-t", "decode"], "resnet50 does not support --task decode"),
 ])
 def test_predict_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

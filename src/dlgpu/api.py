@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dlgpu.errors import BadInput
 from dlgpu.results import (
+    BENCH_SCHEMA,
+    DEFAULT_TASKS,
     PRECISIONS,
     TASKS,
     BenchConfig,
@@ -23,7 +25,16 @@ from dlgpu.results import (
     TaskProjection,
 )
 from dlgpu.store import write_json_atomic
-from dlgpu.workloads.registry import DEFAULT_SUITE, WorkloadSpec, get_workload, list_workloads
+from dlgpu.workloads.registry import (
+    DECODE_BATCH,
+    DEFAULT_SUITE,
+    WorkloadSpec,
+    check_task,
+    get_workload,
+    list_workloads,
+    supporting,
+    task_unsupported_reason,
+)
 
 if TYPE_CHECKING:
     from dlgpu.measure.timer import Budget
@@ -155,6 +166,12 @@ def _fit(spec: WorkloadSpec, params: Mapping[str, Any], task: str, device: Devic
         else:
             need += acts
             note += f" + {format_bytes(acts)} of activations kept for backward at batch {batch_size}"
+    if task == "decode":
+        from dlgpu.analyze import kv_cache_bytes
+
+        kv = kv_cache_bytes(spec, params, batch_size, precision)
+        need += kv
+        note += f" + {format_bytes(kv)} of KV cache ({params['context_len']} tokens x batch {batch_size})"
     note = f"needs about {format_bytes(need)}: {note}"
     available = available_memory(device)
     if available is None:
@@ -223,8 +240,16 @@ def bench(
     specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
     specs += [s for s in custom_specs if s not in specs]
     precs = resolve_choice(precisions, PRECISIONS, "--precision", PRECISIONS)
-    task_list = resolve_choice(["train", "infer"] if tasks and "both" in tasks else tasks,
-                               TASKS, "--task", TASKS)
+    named = [x for t in tasks or () for x in (DEFAULT_TASKS if t == "both" else (t,))]
+    task_list = resolve_choice(named, TASKS, "--task", DEFAULT_TASKS)
+    # A task named explicitly is planned for every workload (skipped, with the reason, where unsupported);
+    # through "all", only for the workloads that support it. Nothing able to run it at all is bad input.
+    for t in task_list:
+        if t in named and not any(s.supports(t) for s in specs):
+            if len(specs) == 1:
+                check_task(specs[0], t)
+            raise BadInput(f"--task {t}: none of the selected workloads supports it (workloads that do: "
+                           f"{supporting(t)})")
     present, _absent = detect()
     chosen = select(present, list(devices or []))
     per_overrides = _overrides_for(specs, overrides or {})
@@ -244,8 +269,9 @@ def bench(
     obs = observer or _NullObserver()
 
     plans = [
-        _Plan(s, params[s.name], per_overrides[s.name], t, d, precs, batch_size or default_batch(s, d, quick))
-        for s in specs for t in task_list for d in chosen
+        _Plan(s, params[s.name], per_overrides[s.name], t, d, precs,
+              batch_size or (DECODE_BATCH if t == "decode" else default_batch(s, d, quick)))
+        for s in specs for t in task_list if t in named or s.supports(t) for d in chosen
     ]
     obs.planned(sum(len(p.precisions) for p in plans))
     results: list[BenchResult] = []
@@ -280,7 +306,7 @@ def bench(
                     "requested_batch_size": plan.batch_size}
             runnable = []
             for prec in plan.precisions:
-                why = unsupported_reason(plan.device, prec)
+                why = task_unsupported_reason(plan.spec, plan.task) or unsupported_reason(plan.device, prec)
                 if why:
                     add(BenchResult(**base, precision=prec, status="skipped", reason=why))
                 else:
@@ -412,8 +438,12 @@ _PROFILE_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
 def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
-            overrides: Mapping[str, str] | None = None, optimizer_step: bool = True) -> Any:
-    """The operator profile of one full-size step, traced on fake tensors (no memory, no compute)."""
+            overrides: Mapping[str, str] | None = None, optimizer_step: bool = True, target: str = "gpu") -> Any:
+    """The operator profile of one full-size step, traced on fake tensors (no memory, no compute), as eager
+    PyTorch dispatches it on a GPU (``target="gpu"``) or on a CPU (``"cpu"``; see ``analyze.gpu_semantics``).
+
+    ``decode`` is one generated token per sequence against a KV cache of ``context_len`` tokens (decoder-only
+    language models); its default batch is one sequence (``DECODE_BATCH``)."""
     from dataclasses import replace as _replace
 
     from dlgpu.analyze import memory_floor
@@ -424,13 +454,14 @@ def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_s
     if precision not in PRECISIONS:
         raise BadInput(f"--precision {precision}: not one of {', '.join(PRECISIONS)}")
     spec = get_workload(workload)
+    check_task(spec, task)
     params = spec.resolve(dict(overrides or {}))
-    bs = batch_size or spec.batch_size
+    bs = batch_size or (DECODE_BATCH if task == "decode" else spec.batch_size)
     if bs <= 0:
         raise BadInput(f"--batch-size {bs}: must be a positive integer")
-    key = (spec.name, task, precision, bs, repr(sorted(params.items())), optimizer_step)
+    key = (spec.name, task, precision, bs, repr(sorted(params.items())), optimizer_step, target)
     if key not in _PROFILE_CACHE:
-        prof = profile(spec, params, task, precision, bs)
+        prof = profile(spec, params, task, precision, bs, target=target)
         if not optimizer_step:
             prof = prof.without_phase("optimizer")
         _PROFILE_CACHE[key] = _replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
@@ -458,6 +489,20 @@ NGC_SOURCES = ("github.com/NVIDIA/DeepLearningExamples", "github.com/lambdal/dee
 calibrated as tf32; everywhere else fp32 means PyTorch's current default (TF32 convolutions only)."""
 
 
+def source_stack(row: Mapping[str, str]) -> str:
+    """The benchmark suite a row comes from (``owner/repo`` of a GitHub source, else the host): rows from
+    one suite share its software stack, whose speed relative to the others is fitted (see
+    ``roofline.scale_terms``)."""
+    import re
+
+    url = row.get("source_url") or ""
+    m = re.match(r"https?://(?:www\.)?github\.com/([^/]+/[^/#?]+)", url)
+    if m:
+        return m.group(1)
+    m = re.match(r"https?://(?:www\.)?([^/]+)", url)
+    return m.group(1) if m else ""
+
+
 def _row_precision(row: Mapping[str, str], gpu: Any) -> str:
     ngc = any(s in (row.get("source_url") or "") for s in NGC_SOURCES)
     if row["precision"] == "fp32" and ngc and gpu.tf32_flops_per_s:
@@ -479,8 +524,6 @@ def calibration_samples(rows: Sequence[dict[str, str]], catalog: Any) -> tuple[l
     samples, skipped = [], []
     for i, row in enumerate(rows):
         try:
-            if row["task"] == "decode":
-                raise BadInput("decode (one token at a time with a KV cache) is not modelled yet")
             if row.get("framework", "pytorch") == "llama.cpp":
                 raise BadInput("llama.cpp rows measure a different runtime than the PyTorch steps dlgpu traces")
             gpu = catalog.gpu(row["hardware"])
@@ -491,7 +534,7 @@ def calibration_samples(rows: Sequence[dict[str, str]], catalog: Any) -> tuple[l
                 label=f"{row['workload']} {row['task']} {row['hardware']} {row['precision']} bs{row['batch_size']}"
                       f"{' ' + row['overrides'] if row.get('overrides') else ''}",
                 family=get_workload(row["workload"]).family, profile=prof, gpu=gpu,
-                precision=precision, framework=row.get("framework") or "pytorch",
+                precision=precision, framework=row.get("framework") or "pytorch", stack=source_stack(row),
                 measured_samples_per_s=float(row["samples_per_s"])))
         except BadInput as exc:
             skipped.append((i, str(exc)))
@@ -525,18 +568,22 @@ def load_calibration(path: Path | None = None) -> Any:
     return _CALIBRATIONS[key]
 
 
-def _interval(cal: Any, sps: float) -> dict[str, float] | None:
-    """A low-high range for a prediction from the leave-one-device-out errors (10th-90th percentile)."""
+def _interval(cal: Any, sps: float, cpu: bool = False) -> dict[str, Any] | None:
+    """A low-high range for a prediction from the held-out errors (10th-90th percentile): leave-one-device-out
+    for GPUs, leave-one-workload-out on CPUs."""
     import statistics
 
-    rows = (cal.fit.get("leave_one_device_out") or {}).get("rows") or []
+    held = ((cal.fit.get("cpu") or {}).get("leave_one_workload_out") if cpu
+            else cal.fit.get("leave_one_device_out")) or {}
+    rows = held.get("rows") or []
     errs = sorted(r["error_pct"] / 100.0 for r in rows)
     if len(errs) < 10:
         return None
     q = statistics.quantiles(errs, n=10, method="inclusive")
     lo, hi = q[0], q[-1]  # predicted = measured x (1 + e)  =>  measured = predicted / (1 + e)
-    return {"low": sps / (1.0 + hi), "high": sps / (1.0 + lo), "basis": "10th-90th percentile of "
-            "leave-one-device-out errors on the calibration data"}
+    how = "leave-one-workload-out errors on CPU bench results" if cpu else \
+        "leave-one-device-out errors on the calibration data"
+    return {"low": sps / (1.0 + hi), "high": sps / (1.0 + lo), "basis": f"10th-90th percentile of {how}"}
 
 
 def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "train",
@@ -546,33 +593,150 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
     from dlgpu.catalog import load_catalog
     from dlgpu.predict import precision_reason, predict_step
 
-    if task == "decode":
-        raise BadInput("--task decode: token-by-token decoding with a KV cache is not modelled yet "
-                       "(valid now: train, infer)")
     catalog = load_catalog(catalog_files)
-    gpu = catalog.gpu(hardware)
+    gpu, memory_bytes, device_basis = prediction_device(hardware, catalog)
     why = precision_reason(gpu, precision) if precision in PRECISIONS else None
     if why:
         raise BadInput(f"--precision {precision}: {why}")
-    prof = analyze(workload, task, precision, batch_size, overrides)
+    prof = analyze(workload, task, precision, batch_size, overrides, target="cpu" if gpu.kind == "cpu" else "gpu")
     cal = load_calibration()
     pred = predict_step(prof, gpu, precision, cal)
     sps = prof.batch_size / pred.step_time_s
-    peak = (prof.state_bytes or 0) + (prof.activation_bytes or 0)
+    peak = (prof.state_bytes or 0) + (prof.activation_bytes or 0) + (prof.cache_bytes or 0)
+    basis = ("weights, gradients and optimizer state + activations kept for backward (traced on fake tensors)"
+             if task != "decode" else f"weights + the KV cache of {prof.params.get('context_len')} tokens x batch "
+             f"{prof.batch_size} (traced on fake tensors)")
     return {
         "schema": "dlgpu.predict/1",
         "workload": workload, "task": task, "hardware": gpu.id, "precision": precision,
         "batch_size": prof.batch_size, "overrides": dict(overrides or {}),
         "samples_per_s": sps, "step_time_s": pred.step_time_s,
-        "peak_mem_bytes": peak, "peak_mem_basis": "weights, gradients and optimizer state + activations kept "
-        "for backward (traced on fake tensors); framework workspace not included",
-        "memory_bytes": gpu.memory_bytes,
-        "fits": None if gpu.memory_bytes is None else peak <= gpu.memory_bytes,
+        "peak_mem_bytes": peak, "peak_mem_basis": f"{basis}; framework workspace not included",
+        "memory_bytes": memory_bytes,
+        "fits": None if memory_bytes is None else peak <= memory_bytes,
+        "device_basis": device_basis,
         "bound": pred.bound, "tensor_core_flops_share": pred.tensor_core_share,
         "flops": prof.flops, "bytes": prof.bytes, "kernels": prof.kernels,
-        "interval": _interval(cal, sps),
-        "provenance": "predicted: per-operator roofline with efficiencies fitted to published measurements",
+        "interval": _interval(cal, sps, cpu=gpu.kind == "cpu"),
+        "provenance": ("predicted: per-operator roofline with efficiencies fitted to published measurements"
+                       if gpu.kind != "cpu" else "predicted: per-operator roofline with CPU efficiencies fitted to "
+                       "what `dlgpu bench` measured on CPUs (see `dlgpu calibrate`)"),
     }
+
+
+LOCAL_IDS = ("local", "this", "cpu")
+
+
+def prediction_device(hardware: str, catalog: Any) -> tuple[Any, int | None, str]:
+    """(device in the roofline's terms, its memory in bytes or None, where its figures come from) for a
+    catalog GPU or CPU id, or ``local`` for this machine's CPU."""
+    from dlgpu.catalog import CpuSpec, this_cpu
+    from dlgpu.devices.detect import probe_cpu
+    from dlgpu.predict import cpu_as_device
+
+    if hardware.strip().lower() in LOCAL_IDS:
+        _, cpu = this_cpu(catalog)
+        dev = cpu_as_device(cpu)
+        basis = cpu.source if isinstance(cpu, CpuSpec) else cpu.basis
+        if not dev.fp32_flops_per_s:
+            raise BadInput(f"--hardware {hardware}: this CPU has no FP32 peak to predict from ({basis})")
+        return dev, probe_cpu().memory_bytes, f"this machine's CPU: {basis}"
+    spec = catalog.get(hardware)
+    if isinstance(spec, CpuSpec):
+        return cpu_as_device(spec), None, f"catalog CPU (source: {spec.source})"
+    return spec, spec.memory_bytes, f"catalog (source: {spec.source})"
+
+
+def bench_documents(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    import json
+
+    docs = []
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{p}: not a readable dlgpu bench document ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA:
+            raise BadInput(f"{p}: schema is {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+                           f"expected {BENCH_SCHEMA!r} (a `dlgpu bench --json` document)")
+        docs.append(doc)
+    return docs
+
+
+def bench_cpu(doc: Mapping[str, Any], catalog: Any) -> Any:
+    """The CPU a bench document was measured on, described as ``prediction_device`` would describe it."""
+    from dlgpu.catalog import describe_local_cpu
+    from dlgpu.predict import cpu_as_device
+
+    dev = next(d for d in doc["machine"]["devices"] if d["kind"] == "cpu")
+    det = dev.get("details") or {}
+    cpu = describe_local_cpu(dev["name"], int(dev.get("physical_cores") or 0), det.get("flags") or [],
+                             det.get("max_clock_hz"), catalog=catalog, clock_source="maximum clock at bench time",
+                             current_clock_hz=det.get("current_clock_hz"))
+    return cpu_as_device(cpu)
+
+
+def bench_samples(docs: Sequence[Mapping[str, Any]], catalog: Any) -> tuple[list[Any], list[str]]:
+    """Calibration samples from what ``dlgpu bench`` measured on CPUs: (samples, reasons rows were not used)."""
+    from dlgpu.predict.calibrate import Sample
+
+    samples, skipped = [], []
+    for doc in docs:
+        try:
+            cpu = bench_cpu(doc, catalog)
+        except (StopIteration, KeyError, TypeError, ValueError) as exc:
+            skipped.append(f"bench document of {doc.get('created_at')}: no CPU description ({exc})")
+            continue
+        if not cpu.fp32_flops_per_s:
+            skipped.append(f"bench document of {doc.get('created_at')}: its CPU has no FP32 peak ({cpu.source})")
+            continue
+        for r in doc.get("results", []):
+            if r.get("device") != "cpu" or r.get("status") != "ok" or not r.get("samples_per_s"):
+                continue
+            label = f"{r['workload']} {r['task']} cpu:{cpu.name} {r['precision']} bs{r['batch_size']}"
+            try:
+                prof = analyze(r["workload"], r["task"], r["precision"], int(r["batch_size"]),
+                               {k: str(v) for k, v in (r.get("overrides") or {}).items()}, target="cpu")
+            except Exception as exc:  # an unknown (custom) workload or an untraceable one
+                skipped.append(f"{label}: {type(exc).__name__}: {exc}"[:300])
+                continue
+            samples.append(Sample(label=label, family=get_workload(r["workload"]).family, profile=prof, gpu=cpu,
+                                  precision=r["precision"], framework="pytorch",
+                                  measured_samples_per_s=float(r["samples_per_s"]), stack="dlgpu-bench"))
+    return samples, skipped
+
+
+def memory_model_check(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The memory model (weights, gradients, optimizer state + traced activations) against the peaks
+    ``dlgpu bench`` measured. A process's peak RSS also holds PyTorch itself, its allocator caches and
+    the batch: reported as the median difference, and the error is given with it added back."""
+    import statistics
+
+    rows = []
+    for doc in docs:
+        for r in doc.get("results", []):
+            if r.get("status") != "ok" or not r.get("peak_mem_bytes") or r.get("task") not in ("train", "infer"):
+                continue
+            try:
+                prof = analyze(r["workload"], r["task"], r["precision"], int(r["batch_size"]),
+                               {k: str(v) for k, v in (r.get("overrides") or {}).items()},
+                               target="cpu" if r.get("device") == "cpu" else "gpu")
+            except Exception:
+                continue
+            model = (prof.state_bytes or 0) + (prof.activation_bytes or 0)
+            rows.append({"label": f"{r['workload']} {r['task']} {r['device']} {r['precision']} bs{r['batch_size']}",
+                         "measured_bytes": int(r["peak_mem_bytes"]), "measured_kind": r.get("peak_mem_kind"),
+                         "model_bytes": int(model)})
+    if not rows:
+        return {"n": 0}
+    base = statistics.median(x["measured_bytes"] - x["model_bytes"] for x in rows)
+    for x in rows:
+        x["error_pct"] = 100.0 * (x["model_bytes"] + base - x["measured_bytes"]) / x["measured_bytes"]
+    errs = [abs(x["error_pct"]) for x in rows]
+    return {"n": len(rows), "runtime_bytes": base, "median_abs_error_pct": statistics.median(errs),
+            "mean_abs_error_pct": statistics.fmean(errs), "rows": rows,
+            "basis": "model = weights + gradients + optimizer state + activations kept for backward; "
+                     "runtime_bytes = median of (measured peak - model), added to every row"}
 
 
 def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
@@ -595,7 +759,7 @@ def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
             rec.update(status="unsupported", reason=why[i])
         else:
             smp = next(it)
-            pred = predict_step(smp.profile, smp.gpu, smp.precision, cal, smp.framework)
+            pred = predict_step(smp.profile, smp.gpu, smp.precision, cal, smp.framework, smp.stack)
             sps = smp.profile.batch_size / pred.step_time_s
             err = 100.0 * (sps - smp.measured_samples_per_s) / smp.measured_samples_per_s
             errs.append(abs(err))
@@ -609,27 +773,48 @@ def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
     }
 
 
-def calibrate(data_files: Sequence[Path] = (), output: Path | None = None) -> dict[str, Any]:
-    """Fit the performance model on the published calibration data (and any extra files in its columns),
-    report in-sample and leave-one-device-out errors, and write the parameters with them."""
-    from dlgpu.catalog import load_catalog
-    from dlgpu.predict.calibrate import errors_pct, fit, leave_one_device_out, summary
+BENCH_DIR = Path(__file__).parent / "predict" / "data" / "bench"
+"""``dlgpu bench --json`` documents measured on the machine dlgpu was developed on: the CPU rows the
+shipped calibration fits CPU efficiencies on."""
 
+
+def calibrate(data_files: Sequence[Path] = (), output: Path | None = None,
+              bench_files: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Fit the performance model on the published calibration data (and any extra files in its columns)
+    and on CPU results of ``dlgpu bench`` documents (default: the ones shipped in ``BENCH_DIR``), report
+    in-sample, leave-one-device-out (GPUs) and leave-one-workload-out (CPUs) errors and the memory model's
+    error against measured peaks, and write the parameters with them."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.predict.calibrate import errors_pct, fit, leave_one_device_out, leave_one_workload_out, summary
+
+    catalog = load_catalog()
     rows: list[dict[str, str]] = []
     for f in (PUBLISHED_FILE, *data_files):
         rows += calibration_rows(f)
-    samples, skipped = calibration_samples(rows, load_catalog())
+    samples, skipped = calibration_samples(rows, catalog)
     if len(samples) < 10:
         raise BadInput(f"only {len(samples)} usable calibration rows; need at least 10")
-    cal = fit(samples)
+    benches = sorted(BENCH_DIR.glob("*.json")) if bench_files is None else list(bench_files)
+    docs = bench_documents(benches)
+    cpu_samples, cpu_skipped = bench_samples(docs, catalog)
+    everything = samples + cpu_samples
+    cal = fit(everything)
     doc = {
         "schema": "dlgpu.calibration/1",
         "values": cal.values,
         "rows_used": len(samples),
         "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
         "in_sample": summary(errors_pct(cal, samples)),
-        "leave_one_device_out": leave_one_device_out(samples),
-        "sources": [str(PUBLISHED_FILE.name), *(str(f) for f in data_files)],
+        "leave_one_device_out": leave_one_device_out(samples, extra=cpu_samples),
+        "cpu": {
+            "rows_used": len(cpu_samples), "rows_skipped": cpu_skipped,
+            "in_sample": summary(errors_pct(cal, cpu_samples)) if cpu_samples else None,
+            "leave_one_workload_out": leave_one_workload_out(cpu_samples, extra=samples) if cpu_samples else None,
+            "devices": sorted({s.gpu.name for s in cpu_samples}),
+        },
+        "memory_model": memory_model_check(docs),
+        "sources": [str(PUBLISHED_FILE.name), *(str(f) for f in data_files),
+                    *(f"bench/{Path(b).name}" if Path(b).parent == BENCH_DIR else str(b) for b in benches)],
     }
     write_json_atomic(output or CALIBRATION_FILE, doc)
     return doc

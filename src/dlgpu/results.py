@@ -17,10 +17,13 @@ WORKLOAD_SCHEMA = "dlgpu.workload/1"
 NOISY_IQR_OVER_MEDIAN = 0.10
 """A run is flagged noisy when IQR/median exceeds this (the threshold torch.utils.benchmark warns at)."""
 
-Task = Literal["train", "infer"]
+Task = Literal["train", "infer", "decode"]
 Status = Literal["ok", "skipped", "failed"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
-TASKS: tuple[str, ...] = ("train", "infer")
+TASKS: tuple[str, ...] = ("train", "infer", "decode")
+"""decode = one generated token per sequence against a KV cache (decoder-only language models only); its
+samples/s are tokens/s. ``dlgpu bench`` runs train and infer unless decode is asked for."""
+DEFAULT_TASKS: tuple[str, ...] = ("train", "infer")
 
 
 def quartiles(samples: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
@@ -225,6 +228,7 @@ class OpRecord:
     bytes_read: float  # per call
     bytes_written: float  # per call
     count: int
+    launches: int = 1  # GPU kernels per call (a multi-tensor ``_foreach_`` op launches several)
 
     @property
     def bytes(self) -> float:
@@ -245,6 +249,7 @@ class OpProfile:
     ops: tuple[OpRecord, ...]
     activation_bytes: int | None = None
     state_bytes: int | None = None  # weights (+ gradients and optimizer state when training)
+    cache_bytes: int | None = None  # decode: the KV cache of context_len tokens the step attends to
 
     @property
     def flops(self) -> float:
@@ -256,7 +261,7 @@ class OpProfile:
 
     @property
     def kernels(self) -> int:
-        return sum(o.count for o in self.ops)
+        return sum(o.count * o.launches for o in self.ops)
 
     def by_kind(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
@@ -264,7 +269,7 @@ class OpProfile:
             d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
             d["flops"] += o.flops * o.count
             d["bytes"] += o.bytes * o.count
-            d["kernels"] += o.count
+            d["kernels"] += o.count * o.launches
         return out
 
     def without_phase(self, phase: str) -> OpProfile:
@@ -279,5 +284,6 @@ class OpProfile:
             "batch_size": self.batch_size, "params": dict(self.params), "parameters": self.parameters,
             "flops": self.flops, "bytes": self.bytes, "kernels": self.kernels,
             "activation_bytes": self.activation_bytes, "state_bytes": self.state_bytes,
+            "cache_bytes": self.cache_bytes,
             "by_kind": self.by_kind(), "ops": [o.to_dict() for o in self.ops],
         }

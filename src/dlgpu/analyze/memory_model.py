@@ -65,3 +65,21 @@ def activation_bytes(spec: WorkloadSpec, params: Mapping[str, Any], batch_size: 
     acts = profile(spec, params, "train", precision, batch_size).activation_bytes
     assert acts is not None
     return acts
+
+
+KV_ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2}
+
+
+def kv_cache_bytes(spec: WorkloadSpec, params: Mapping[str, Any], batch_size: int, precision: str) -> int:
+    """Bytes of the KV cache a decode step attends to: 2 (keys and values) x layers x context_len x (KV heads
+    x head dim) x bytes per element x batch, at the precision's element size (counted on the meta device).
+
+    The traced profile's ``cache_bytes`` is the exact figure: under autocast a model may keep a wider cache
+    than its matmuls' dtype (Llama's keys come out of RoPE in fp32, and Hugging Face's cache then keeps
+    values in fp32 too), so this is the floor used to skip runs that cannot fit."""
+    with torch.device("meta"):
+        inst = spec.build(params)
+    size = getattr(inst, "kv_cache_bytes", None)
+    if size is None:
+        raise ValueError(f"{spec.name} has no KV cache (it does not decode)")
+    return int(size(batch_size, KV_ELEMENT_BYTES[precision]))

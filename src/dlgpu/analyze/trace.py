@@ -20,11 +20,16 @@ from typing import Any
 
 import torch
 import torch.utils.flop_counter as fc
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from dlgpu.results import OpProfile, OpRecord
 from dlgpu.workloads.registry import WorkloadSpec
+
+from .data_dependent import DataDependence
+from .fold import Folding
+from .gpu_semantics import foreach_launches, gpu_semantics
 
 aten = torch.ops.aten
 
@@ -53,7 +58,8 @@ EMBEDDING = {aten.embedding, aten.embedding_dense_backward}
 # Metadata queries and allocation-only ops: no kernel worth counting.
 IGNORED = {aten.detach, aten.empty, aten.empty_like, aten.empty_strided, aten.zeros_like, aten.lift_fresh,
            aten.sym_size, aten.sym_stride, aten.sym_numel, aten.is_same_size, aten.set_,
-           aten._local_scalar_dense, aten.is_nonzero, aten.resize_, aten.new_empty, aten.new_empty_strided}
+           aten._local_scalar_dense, aten.is_nonzero, aten.resize_, aten.new_empty, aten.new_empty_strided,
+           aten._unsafe_view}  # _unsafe_view reshapes without a copy
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
@@ -115,26 +121,103 @@ def _flops(packet: Any, func: Any, kind: str, args: Any, kwargs: Any, out: Any) 
 
 
 class OpRecorder(TorchDispatchMode):
-    """Records every aten call while ``recording``; answers ``.item()`` on fake tensors with 1.
+    """Records every aten call while ``recording``; sizes what depends on values by ``data_dependent``.
 
-    Data-dependent scalars have no value on fake tensors. Synthetic batches are full (attention masks all
-    ones), so the answer that keeps the trace on the real path is "true"/1."""
+    Data-dependent scalars have no value on fake tensors. Where FakeTensorMode knows one (a constant) it
+    is used; otherwise synthetic batches are full (attention masks all ones), so the answer that keeps the
+    trace on the real path is "true"/1 (0/False in torchvision's detection code: see ``data_dependent``).
+    Ops with value-dependent output sizes (``nonzero``, boolean indexing, ``unique``, NMS) get the sizes
+    of ``data_dependent``'s rules instead of failing."""
 
     def __init__(self) -> None:
         super().__init__()
         self.recording = False
         self.phase = "forward"
         self.calls: Counter[tuple[str, str, str, str, float, float, float]] = Counter()
+        self.data = DataDependence()
+        self._captures: list[Counter[Any]] = []
+        self._folding = Folding(self)
+        self._folded: list[contextlib.AbstractContextManager[None]] = []
+
+    def __enter__(self) -> OpRecorder:
+        # Per-image work of torchvision's detection models is traced once per batch (see ``fold``).
+        folded = self._folding.installed()
+        folded.__enter__()
+        self._folded.append(folded)
+        try:
+            super().__enter__()
+        except BaseException:
+            self._folded.pop().__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._folded.pop().__exit__(None, None, None)
+
+    def _sink(self) -> Counter[Any]:
+        return self._captures[-1] if self._captures else self.calls
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[Counter[Any]]:
+        """Within this block, records go to the yielded counter instead of ``calls`` (for ``fold``)."""
+        records: Counter[Any] = Counter()
+        self._captures.append(records)
+        try:
+            yield records
+        finally:
+            self._captures.pop()
+
+    def replay(self, records: Counter[Any], times: int = 1) -> None:
+        """Count ``records`` (a capture) ``times`` more times."""
+        sink = self._sink()
+        for key, n in records.items():
+            sink[key] += n * times
+
+    def fact(self, t: torch.Tensor) -> Any:
+        """What ``data_dependent`` knows of ``t``'s values (hashable; None if nothing)."""
+        return self.data.facts.get(t)
+
+    def record(self, name: str, kind: str, dtype: str, flops: float, read: float, written: float) -> None:
+        """Record a call that is not an aten op of its own (a fused kernel standing for several)."""
+        if self.recording:
+            self._sink()[(name, kind, self.phase, dtype, flops, read, written)] += 1
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         packet = func.overloadpacket
         if packet is aten._local_scalar_dense:
-            t = args[0]
-            return True if t.dtype == torch.bool else (1.0 if t.is_floating_point() else 1)
-        out = func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)  # a constant FakeTensorMode knows
+            except DataDependentOutputException:
+                return self.data.scalar(args[0])
+        reuse = self._folding.reuse
+        if reuse is not None:  # inside a folded function: the same call on the same tensors has one answer
+            hit = reuse.get(func, args, kwargs)
+            if hit is not None:
+                if hit[1] is not None:
+                    self._sink()[hit[1]] += 1
+                return hit[0]
+        try:
+            out = func(*args, **kwargs)
+        except DynamicOutputShapeException:
+            try:
+                out = self.data.run(func, args, kwargs)
+            except NotImplementedError:
+                raise DynamicOutputShapeException(func) from None
+        self.data.learn(func, args, kwargs, out)
+        key = self._record_key(func, packet, args, kwargs, out)
+        if key is not None:
+            self._sink()[key] += 1
+        if reuse is not None:
+            reuse.put(func, args, kwargs, out, key)
+        return out
+
+    def _record_key(self, func: Any, packet: Any, args: Any, kwargs: Any, out: Any) -> tuple[Any, ...] | None:
         if not self.recording or func.is_view or packet in IGNORED or func is torch.ops.prim.device.default:
-            return out
+            return None
         kind = _kind(packet, func)
         outs = _tensors(out)
         if kind == "optimizer" or (packet.__name__.endswith("_") and not outs):
@@ -144,8 +227,7 @@ class OpRecorder(TorchDispatchMode):
         read = _nbytes(_tensors((args, kwargs)))
         dtype = str(outs[0].dtype if outs else (_tensors(args) or [torch.empty(0)])[0].dtype).replace("torch.", "")
         flops = _flops(packet, func, kind, args, kwargs, out)
-        self.calls[(packet.__name__, kind, self.phase, dtype, flops, read, written)] += 1
-        return out
+        return (packet.__name__, kind, self.phase, dtype, flops, read, written)
 
 
 class _TraceContext:
@@ -218,11 +300,16 @@ def _built(spec: WorkloadSpec, params: Mapping[str, Any]) -> tuple[Any, OpRecord
 
 
 def profile(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision: str,
-            batch_size: int) -> OpProfile:
-    """Trace one step (``task`` = train or infer) of ``spec`` at full size on fake tensors.
+            batch_size: int, target: str = "gpu") -> OpProfile:
+    """Trace one step (``task`` = train, infer or decode) of ``spec`` at full size on fake tensors.
+
+    ``target`` says whose dispatch to follow: ``gpu`` (fused attention, multi-tensor optimizers, as eager
+    PyTorch runs on CUDA; see ``gpu_semantics``) or ``cpu`` (as it runs on this CPU).
 
     For training, the bytes of the tensors autograd saves for backward (parameters excluded) are recorded
-    in the same pass: the activation memory of this model at this batch and precision."""
+    in the same pass: the activation memory of this model at this batch and precision. For decode, the KV
+    cache of ``context_len`` tokens is built under the fake mode by a prefill that is not recorded; only the
+    one-token step is, and the cache's bytes are kept as ``cache_bytes``."""
     mode, rec, inst = _built(spec, params)
     param_ids = {id(p) for p in inst.parameters()}
     saved: dict[int, int] = {}
@@ -234,26 +321,58 @@ def profile(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision:
 
     rec.calls.clear()
     rec.phase = "forward"
+    cache_bytes: int | None = None
     with mode, rec:
-        batch = inst.make_batch(batch_size, torch.device("cpu"), False)
         ctx = _TraceContext(rec, precision)
+        if task == "decode":
+            inst.train(False)
+            batch = inst.make_decode_batch(batch_size, torch.device("cpu"), ctx)  # the prefill: not recorded
+        else:
+            batch = inst.make_batch(batch_size, torch.device("cpu"), False)
         rec.recording = True
+        semantics = (gpu_semantics(inst, rec, ctx.dtype) if target == "gpu" else contextlib.nullcontext())
         try:
-            if task == "train":
-                inst.train(True)
-                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                    inst.train_step(batch, ctx)
-            else:
-                inst.train(False)
-                with torch.no_grad():
-                    inst.infer_step(batch, ctx)
+            with semantics:
+                if task == "train":
+                    inst.train(True)
+                    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                        inst.train_step(batch, ctx)
+                elif task == "decode":
+                    with torch.no_grad():
+                        inst.decode_step(batch, ctx)
+                    cache_bytes = _cache_bytes(batch)
+                else:
+                    inst.train(False)
+                    with torch.no_grad():
+                        inst.infer_step(batch, ctx)
         finally:
             rec.recording = False
             rec.phase = "forward"
+    tensors = sum(1 for p in inst.parameters() if p.requires_grad)
     ops = tuple(
         OpRecord(op=k[0], kind=k[1], phase=k[2], dtype=k[3], flops=k[4], bytes_read=k[5], bytes_written=k[6],
-                 count=n)
+                 count=n, launches=_launches(k[0], k[3], k[6], tensors) if target == "gpu" else 1)
         for k, n in rec.calls.items()
     )
     return OpProfile(spec.name, task, precision, batch_size, dict(params), inst.num_parameters(), ops,
-                     activation_bytes=sum(saved.values()) if task == "train" else None)
+                     activation_bytes=sum(saved.values()) if task == "train" else None, cache_bytes=cache_bytes)
+
+
+def _launches(name: str, dtype: str, written: float, tensors: int) -> int:
+    """CUDA kernels per call: several for a multi-tensor optimizer op over all parameters, else one."""
+    if not name.startswith("_foreach_"):
+        return 1
+    size = torch.empty(0, dtype=getattr(torch, dtype, torch.float32)).element_size()
+    return foreach_launches(tensors, int(written // size))
+
+
+def _cache_bytes(batch: Any) -> int | None:
+    """Bytes of a decode batch's KV cache (keys and values of every layer) as the step left it, or None."""
+    cache = getattr(batch, "cache", None)
+    layers = getattr(cache, "layers", None)
+    if layers is not None:  # transformers 5: one object per layer
+        tensors = [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
+    else:  # transformers 4: parallel lists
+        tensors = [*getattr(cache, "key_cache", ()), *getattr(cache, "value_cache", ())]
+    found = [t for t in tensors if isinstance(t, torch.Tensor)]
+    return int(_nbytes(found)) if found else None

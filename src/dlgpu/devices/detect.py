@@ -29,8 +29,22 @@ def probe_cpu() -> DeviceInfo:
         physical_cores=physical,
         threads_used=threads,
         details={"flags": list(flags), "native_bf16": native_bf16(flags),
-                 "logical_cores": psutil.cpu_count(logical=True)},
+                 "logical_cores": psutil.cpu_count(logical=True), **_clocks()},
     )
+
+
+def _clocks() -> dict[str, float]:
+    """The CPU's maximum and current clock in Hz where the OS reports them (describes the CPU for prediction)."""
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, NotImplementedError):  # some containers and platforms have no cpufreq
+        return {}
+    out = {}
+    if freq is not None and freq.max:
+        out["max_clock_hz"] = freq.max * 1e6
+    if freq is not None and freq.current:
+        out["current_clock_hz"] = freq.current * 1e6
+    return out
 
 
 def probe_cuda(torch: Any) -> tuple[list[DeviceInfo], str | None]:

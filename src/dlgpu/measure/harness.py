@@ -144,15 +144,26 @@ def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budg
     dev = torch.device(built.device.id)
     inst = built.instance
     channels_last = built.spec.channels_last
-    batch = inst.make_batch(batch_size, dev, channels_last)
     ctx = HarnessContext(dev.type, precision, train=task == "train")
-    if task == "train":
+    if task == "decode":
+        # The prefill that fills the KV cache runs here, before the timer: only the one-token steps are
+        # timed, each against the same context_len-token cache (decode_step crops back what it appended).
+        inst.train(False)
+        with torch.inference_mode():
+            batch = inst.make_decode_batch(batch_size, dev, ctx)
+
+        def step() -> None:
+            with torch.inference_mode():
+                inst.decode_step(batch, ctx)
+    elif task == "train":
+        batch = inst.make_batch(batch_size, dev, channels_last)
         inst.train(True)
 
         def step() -> None:
             inst.train_step(batch, ctx)
             ctx.end_step()
     else:
+        batch = inst.make_batch(batch_size, dev, channels_last)
         inst.train(False)
 
         def step() -> None:

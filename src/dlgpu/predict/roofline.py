@@ -14,15 +14,39 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlgpu.catalog import GpuSpec
+from dlgpu.catalog import CpuSpec, GpuSpec, LocalCpu
 from dlgpu.errors import BadInput
 from dlgpu.results import OpProfile, OpRecord
 
 DENSE = ("matmul", "conv", "attention")
 
 
+def cpu_as_device(cpu: CpuSpec | LocalCpu) -> GpuSpec:
+    """A CPU in the roofline's terms (kind ``cpu``): its FP32 vector peak, its bf16 matrix peak where the
+    catalog gives one (AMX), its memory bandwidth where known. A ``LocalCpu`` carries an estimated peak
+    and no bandwidth: its operators are then timed by compute alone (see ``predict_step``)."""
+    if isinstance(cpu, LocalCpu):
+        return GpuSpec(id="local", name=cpu.model_name, vendor="cpu", kind="cpu", arch=cpu.simd,
+                       compute_capability=None, release_year=None, memory_bytes=None,
+                       memory_bandwidth_bytes_per_s=None, fp32_flops_per_s=cpu.fp32_flops_per_s,
+                       tf32_flops_per_s=None, fp16_flops_per_s=None, fp16_fp32acc_flops_per_s=None,
+                       bf16_flops_per_s=None, int8_ops_per_s=None, sm_count=cpu.cores, boost_clock_hz=cpu.clock_hz,
+                       l2_cache_bytes=None, tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
+                       launch_price_usd=None, source=cpu.basis)
+    return GpuSpec(id=cpu.id, name=cpu.name, vendor="cpu", kind="cpu", arch=cpu.arch, compute_capability=None,
+                   release_year=cpu.release_year, memory_bytes=None,
+                   memory_bandwidth_bytes_per_s=cpu.memory_bandwidth_bytes_per_s,
+                   fp32_flops_per_s=cpu.fp32_flops_per_s, tf32_flops_per_s=None, fp16_flops_per_s=None,
+                   fp16_fp32acc_flops_per_s=None, bf16_flops_per_s=cpu.bf16_flops_per_s, int8_ops_per_s=None,
+                   sm_count=cpu.cores, boost_clock_hz=cpu.all_core_turbo_hz or cpu.base_clock_hz, l2_cache_bytes=None,
+                   tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
+                   launch_price_usd=cpu.launch_price_usd, source=cpu.source)
+
+
 def generation(gpu: GpuSpec) -> str:
     """A coarse architecture generation: efficiencies are fitted per generation, not per GPU."""
+    if gpu.kind == "cpu":
+        return "cpu"
     cc = gpu.cuda_cc
     if cc is not None:
         if cc < (7, 0):
@@ -37,6 +61,10 @@ def generation(gpu: GpuSpec) -> str:
 
 def precision_reason(gpu: GpuSpec, precision: str) -> str | None:
     """None when ``gpu`` can run ``precision`` as dlgpu means it; else a one-line reason."""
+    if gpu.kind == "cpu":
+        if precision in ("tf32", "fp16"):
+            return f"{gpu.id} is a CPU: dlgpu runs CPUs at fp32 and bf16 (autocast) only"
+        return None
     cc = gpu.cuda_cc
     if precision == "tf32" and not gpu.tf32_flops_per_s:
         return f"{gpu.id} has no TF32 tensor cores (TF32 needs NVIDIA compute capability 8.0 or newer)"
@@ -47,6 +75,45 @@ def precision_reason(gpu: GpuSpec, precision: str) -> str | None:
     return None
 
 
+def efficiency_terms(unit: str, group: str, gen: str, phase: str = "forward") -> tuple[str, ...]:
+    """The fitted log-efficiency of an operator is the sum of these terms: a base per unit and operator
+    group, and an offset per architecture generation. (An offset per generation and unit as well was
+    tried and gave a worse leave-one-device-out error: too few rows per generation.) On CPUs, one per
+    phase too: oneDNN's backward kernels reach a lower share of peak than its forward ones (ResNet-50
+    trains 4.3x, BERT 5.6x slower than it infers on the development machine, for 3x the FLOPs)."""
+    if gen == "cpu":
+        return (f"{unit}:{group}", f"cpu:phase:{phase}")
+    return (f"{unit}:{group}", f"gen:{gen}")
+
+
+def overhead_terms(gen: str) -> tuple[str, str | None]:
+    """(fixed device cost per kernel, host dispatch per operator or None): on a CPU, dispatch is not
+    overlapped with the work, so it is one per-operator cost added to the step."""
+    if gen == "cpu":
+        return "cpu:op_s", None
+    return "kernel_s", "launch_s"
+
+
+def memory_terms(gen: str, kind: str) -> tuple[str, ...]:
+    """Achieved share of memory bandwidth: a common base, an offset per operator kind (a norm's two
+    passes and a strided copy stream less well than an elementwise op) and one per generation."""
+    if gen == "cpu":
+        return ("cpu:mem", f"cpu:mem-kind:{kind}")
+    return ("mem", f"mem:{gen}", f"mem-kind:{kind}")
+
+
+def scale_terms(framework: str, stack: str) -> tuple[str, ...]:
+    """Step-time factors of the software that measured: the framework (TensorFlow's graph runtime vs eager
+    PyTorch) and the stack, i.e. the benchmark suite (NVIDIA's tuned container scripts, a plain Hugging
+    Face loop). Unknown ones get factor 1: the average of the stacks calibrated on."""
+    return tuple(t for t in (f"framework:{framework}" if framework != "pytorch" else "",
+                             f"stack:{stack}" if stack else "") if t)
+
+
+RIDGED = ("gen:", "mem:", "stack:")
+"""Offsets penalised towards 0 in the fit (see calibrate.RIDGE): with few rows they stay near the common value."""
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Fitted parameters (natural-log space for positivity) and the error they were fitted with."""
@@ -54,12 +121,15 @@ class Calibration:
     values: dict[str, float]
     fit: dict[str, Any] = field(default_factory=dict)
 
-    def efficiency(self, unit: str, kind: str, gen: str) -> float:
-        """Achieved share of a unit's peak on an operator kind in a generation: exp(base + generation).
+    def _sum(self, terms: tuple[str, ...]) -> float:
+        return sum(self.values.get(t, math.log(0.5) if i == 0 else 0.0) for i, t in enumerate(terms))
+
+    def efficiency(self, unit: str, kind: str, gen: str, phase: str = "forward") -> float:
+        """Achieved share of a unit's peak on an operator kind in a generation.
 
         Not capped at 1: profiles count FLOPs and bytes of eager, unfused operators, and fused kernels
         (cuDNN's conv+bias+ReLU, Adam's multi-tensor apply) do less than that."""
-        return math.exp(self.values.get(f"{unit}:{kind}", math.log(0.5)) + self.values.get(f"gen:{gen}", 0.0))
+        return math.exp(self._sum(efficiency_terms(unit, kind, gen, phase)))
 
     def seconds_per_flop(self, unit: str, peak: float, tdp_w: float | None) -> float:
         """1 / peak, plus a power limit: sustained FLOP/s cannot exceed what the board's power budget feeds
@@ -70,8 +140,11 @@ class Calibration:
             return 1.0 / peak
         return 1.0 / peak + 1.0 / (tdp_w * math.exp(j))
 
-    def memory_efficiency(self, gen: str) -> float:
-        return math.exp(self.values.get("mem", math.log(0.5)) + self.values.get("mem:common", 0.0))
+    def memory_efficiency(self, gen: str, kind: str) -> float:
+        return math.exp(self._sum(memory_terms(gen, kind)))
+
+    def scale(self, framework: str, stack: str) -> float:
+        return math.exp(sum(self.values.get(t, 0.0) for t in scale_terms(framework, stack)))
 
     def positive(self, name: str, default: float) -> float:
         v = self.values.get(name)
@@ -101,6 +174,10 @@ def op_group(op: OpRecord) -> str:
 
 
 def unit_peak(op: OpRecord, gpu: GpuSpec, precision: str) -> tuple[str, float | None]:
+    if gpu.kind == "cpu":  # bf16 GEMMs and convolutions on AMX / AVX-512 BF16 where the CPU has them
+        if op.kind in DENSE and op.dtype == "bfloat16":
+            return "cpu-matrix", gpu.bf16_flops_per_s or gpu.fp32_flops_per_s
+        return "cpu-vector", gpu.fp32_flops_per_s
     if op.kind in DENSE:
         if op.dtype in ("float16", "bfloat16"):
             # autocast fp16 accumulates in fp32: GeForce cards run that at half their fp16-accumulate rate.
@@ -115,37 +192,37 @@ def unit_peak(op: OpRecord, gpu: GpuSpec, precision: str) -> tuple[str, float | 
 
 
 def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibration,
-                 framework: str = "pytorch") -> StepPrediction:
+                 framework: str = "pytorch", stack: str = "") -> StepPrediction:
     """Step time of ``profile`` on ``gpu``. Raises BadInput where the catalog lacks the figures needed."""
     why = precision_reason(gpu, precision)
     if why:
         raise BadInput(why)
     bw = gpu.memory_bandwidth_bytes_per_s
-    if not bw or not gpu.fp32_flops_per_s:
+    if not gpu.fp32_flops_per_s or (not bw and gpu.kind != "cpu"):
         raise BadInput(f"{gpu.id}: the catalog has no memory bandwidth or FP32 peak for it; cannot predict")
     gen = generation(gpu)
-    e_mem = cal.memory_efficiency(gen)
-    per_kernel = cal.positive("kernel_s", 3e-6)
-    launch = cal.positive("launch_s", 1e-5)
+    kernel_term, launch_term = overhead_terms(gen)
+    per_kernel = cal.positive(kernel_term, 3e-6)
     compute = memory = tensor_flops = 0.0
     for op in profile.ops:
         unit, peak = unit_peak(op, gpu, precision)
-        e = cal.efficiency(unit, op_group(op), gen)
+        e = cal.efficiency(unit, op_group(op), gen, op.phase)
         t_c = op.flops * cal.seconds_per_flop(unit, peak, gpu.tdp_w) / e if peak else 0.0
-        t_m = op.bytes / (bw * e_mem)
+        t_m = op.bytes / (bw * cal.memory_efficiency(gen, op.kind)) if bw else 0.0
         if t_c >= t_m:
             compute += t_c * op.count
         else:
             memory += t_m * op.count
-        if unit == "tensor":
+        if unit in ("tensor", "cpu-matrix"):
             tensor_flops += op.flops * op.count
     overhead = per_kernel * profile.kernels
-    # Eager PyTorch launches kernels from one host thread: when kernels are tiny (batch 1), the host's
-    # dispatch time per operator bounds the step instead of the device.
-    host = launch * profile.kernels
-    if host > compute + memory + overhead:
-        overhead = host - compute - memory
-    scale = cal.positive(f"framework:{framework}", 1.0) if framework != "pytorch" else 1.0
+    if launch_term is not None:
+        # Eager PyTorch launches GPU kernels from one host thread: when kernels are tiny (batch 1), the
+        # host's dispatch time per operator bounds the step instead of the device.
+        host = cal.positive(launch_term, 1e-5) * profile.kernels
+        if host > compute + memory + overhead:
+            overhead = host - compute - memory
+    scale = cal.scale(framework, stack)
     total = (compute + memory + overhead) * scale
     flops = profile.flops or 1.0
     return StepPrediction(total, compute * scale, memory * scale, overhead * scale, tensor_flops / flops)

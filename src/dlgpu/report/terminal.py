@@ -291,7 +291,8 @@ def print_prediction(console: Console, doc: dict) -> None:
     rng = "" if not iv else f" (likely {format_rate(iv['low'])}-{format_rate(iv['high'])})"
     console.print(f"[bold]{doc['workload']}[/] {doc['task']} on [bold]{doc['hardware']}[/] at {doc['precision']}, "
                   f"batch {doc['batch_size']} [dim](predicted, not measured)[/]")
-    console.print(f"  throughput: {format_rate(doc['samples_per_s'])} samples/s{rng}")
+    unit = "tokens" if doc["task"] == "decode" else "samples"  # a decode step makes one token per sequence
+    console.print(f"  throughput: {format_rate(doc['samples_per_s'])} {unit}/s{rng}")
     console.print(f"  step time: {format_duration(doc['step_time_s'])}")
     b = doc["bound"]
     console.print(f"  time shares: compute {b['compute']:.0%}, memory traffic {b['memory']:.0%}, "
@@ -309,6 +310,9 @@ def print_profile(console: Console, prof: OpProfile) -> None:
     if prof.activation_bytes is not None:
         console.print(f"  activations kept for backward: {format_bytes(prof.activation_bytes)}; "
                       f"weights+gradients+optimizer: {format_bytes(prof.state_bytes)}")
+    if prof.cache_bytes is not None:
+        console.print(f"  KV cache of {prof.params.get('context_len')} tokens x batch {prof.batch_size}: "
+                      f"{format_bytes(prof.cache_bytes)}; weights: {format_bytes(prof.state_bytes)}")
     t = Table(title="by operator kind", title_justify="left")
     for col in ("kind", "GFLOP", "bytes", "kernels", "FLOP/byte"):
         t.add_column(col, justify="left" if col == "kind" else "right")

@@ -58,6 +58,17 @@ class WorkloadInstance(ABC):
     def infer_step(self, batch: Any, ctx: StepContext) -> Any:
         """Forward only; the harness wraps it in ``torch.inference_mode`` and eval mode."""
 
+    def make_decode_batch(self, batch_size: int, device: torch.device, ctx: StepContext) -> Any:
+        """The state one decode step starts from: a KV cache already holding the context (built by a prefill
+        under ``ctx``'s autocast, so its dtype is the one generation really keeps) and one new token per
+        sequence. Only workloads whose spec lists ``decode`` in ``tasks`` implement it; called in eval mode."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode token by token")
+
+    def decode_step(self, batch: Any, ctx: StepContext) -> Any:
+        """One generated token per sequence against the KV cache of ``make_decode_batch``, leaving the cache
+        as it found it so that every step does the same work; the harness wraps it in ``inference_mode``."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode token by token")
+
     def parameters(self) -> Iterator[nn.Parameter]:
         for m in self.modules.values():
             yield from m.parameters()

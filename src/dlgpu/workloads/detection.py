@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -141,6 +142,12 @@ class DetectionWorkload(SupervisedWorkload):
             if self.with_masks:
                 target["masks"] = box_masks(boxes, s, s)
             targets.append(target)
+            if isinstance(boxes, FakeTensor):
+                # Traced on fake tensors (dlgpu analyze), where there are no values: every image and target
+                # is the first one, so that the trace folds the per-image work (dlgpu.analyze.fold).
+                images *= batch_size
+                targets += [dict(target) for _ in range(batch_size - 1)]
+                break
         return images, targets
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:

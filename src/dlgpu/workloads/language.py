@@ -6,6 +6,9 @@ random token ids of the real shape, which costs the same as text. Attention runs
 (``attn_implementation="sdpa"``), as a tuned training setup would; ``--set attention=eager`` compares it
 with the plain matmul-softmax path.
 
+Decoder-only models also run task ``decode`` (generation): one new token per sequence against a KV cache
+already holding ``context_len`` tokens (``--set context_len=N``); see ``CausalLMWorkload.decode_step``.
+
 Batch sizes: where a per-GPU batch is published it is used; otherwise the paper's *global* batch in
 sequences is given (said so at each workload): the real per-GPU batch is that divided by the data-parallel
 width, and a single GPU may hold less."""
@@ -13,6 +16,7 @@ width, and a single GPU may hold less."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +24,7 @@ from torch import nn
 from transformers import (
     BertConfig,
     BertForQuestionAnswering,
+    DynamicCache,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -30,7 +35,7 @@ from transformers import (
 
 from dlgpu.errors import BadInput
 
-from .base import SupervisedWorkload, adamw
+from .base import StepContext, SupervisedWorkload, adamw
 from .registry import Param, TaskFacts, register_workload
 
 Batch = dict[str, torch.Tensor]
@@ -84,16 +89,60 @@ class QuestionAnsweringWorkload(SupervisedWorkload):
         return out.start_logits, out.end_logits
 
 
+@dataclass
+class DecodeBatch:
+    """One decode step's input: a new token per sequence and the KV cache of ``context_len`` tokens before it."""
+
+    input_ids: torch.Tensor  # (batch, 1)
+    cache: DynamicCache
+    context_len: int
+
+
 class CausalLMWorkload(SupervisedWorkload):
     """Next-token prediction on ``seq_len``-token sequences (pretraining); loss via ``labels=input_ids``.
 
-    Inference is one forward pass over whole sequences returning all logits (a perplexity evaluation or
-    a prompt prefill), without a KV cache: generation token by token is a different workload."""
+    Inference (task ``infer``) is one forward pass over whole sequences returning all logits (a perplexity
+    evaluation or a prompt prefill), without a KV cache. Task ``decode`` is generation: one new token per
+    sequence attending to a KV cache that already holds ``context_len`` tokens (Hugging Face's
+    ``DynamicCache``, filled by a prefill that is not timed)."""
 
-    def __init__(self, model: nn.Module, seq_len: int, vocab_size: int, lr: float) -> None:
+    def __init__(self, model: nn.Module, seq_len: int, vocab_size: int, lr: float, context_len: int = 1) -> None:
         super().__init__(model, adamw(model, lr=lr), "adamw")
         self.seq_len = seq_len
         self.vocab_size = vocab_size
+        self.context_len = context_len
+
+    def make_decode_batch(self, batch_size: int, device: torch.device, ctx: StepContext) -> DecodeBatch:
+        """Prefill ``context_len`` random tokens into a fresh cache (under ``ctx``'s autocast, so the cache
+        has the dtype generation at this precision keeps), and draw the token the step will feed."""
+        ids = torch.randint(0, self.vocab_size, (batch_size, self.context_len + 1), device=device)
+        cache = DynamicCache()
+        with torch.no_grad(), ctx.autocast():
+            # logits_to_keep=1: a prefill computes the next token's logits only, not the whole context's.
+            self.model(input_ids=ids[:, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return DecodeBatch(ids[:, -1:], cache, self.context_len)
+
+    def decode_step(self, batch: DecodeBatch, ctx: StepContext) -> torch.Tensor:
+        """Logits (batch, 1, vocab) for the next token. The model appends the token's keys and values to the
+        cache (``DynamicCache`` concatenates: a new tensor of context_len + 1 per layer, as in Hugging Face
+        generation); cropping it back to ``context_len`` afterwards (views, no copy) makes every timed
+        step attend to the same context instead of one that grows by a token per step."""
+        with ctx.autocast():
+            logits: torch.Tensor = self.model(input_ids=batch.input_ids, past_key_values=batch.cache,
+                                              use_cache=True).logits
+        grown = batch.cache.get_seq_length() - batch.context_len
+        if grown > 0:
+            batch.cache.crop(-grown)  # negative: remove that many tokens (transformers 4.x and 5.x alike)
+        return logits
+
+    def kv_cache_bytes(self, batch_size: int, element_bytes: int) -> int:
+        """Bytes of the KV cache at ``context_len``: 2 (keys and values) x layers x context_len x
+        (KV heads x head dim) x ``element_bytes`` x batch."""
+        cfg: Any = self.model.config  # a transformers PretrainedConfig (nn.Module's attribute typing says Tensor)
+        heads = int(cfg.num_attention_heads)
+        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        return 2 * int(cfg.num_hidden_layers) * self.context_len * kv_heads * head_dim * element_bytes * batch_size
 
     def make_batch(self, batch_size: int, device: torch.device, channels_last: bool = False) -> Batch:
         # Pretraining packs documents into full-length sequences: no padding, no attention mask.
@@ -143,6 +192,16 @@ def _check_positions(p: Mapping[str, Any], max_positions: int, name: str) -> Non
     if int(p["seq_len"]) > max_positions:
         raise BadInput(f"--set seq_len={p['seq_len']}: {name} has {max_positions} learned positions "
                        f"(seq_len must be at most {max_positions})")
+    if "context_len" in p and int(p["context_len"]) + 1 > max_positions:
+        raise BadInput(f"--set context_len={p['context_len']}: {name} has {max_positions} learned positions "
+                       f"(the context and the decoded token must fit: context_len at most {max_positions - 1})")
+
+
+def _context_len(default: int, what: str = "tokens already in the KV cache when a decode step runs") -> Param:
+    return Param("context_len", default, what, minimum=1)
+
+
+_DECODE_TASKS = ("train", "infer", "decode")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -364,7 +423,7 @@ def _gpt2(p: Mapping[str, Any], *, layers: int, hidden: int, heads: int, positio
     model = GPT2LMHeadModel(config)  # FFN 4*n_embd, GELU, pre-LN, tied input/output embeddings
     # The class name does not say which loss it is, so transformers warns before picking this one anyway.
     model.loss_type = "ForCausalLM"
-    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), lr)
+    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), lr, int(p["context_len"]))
 
 
 @register_workload(
@@ -376,7 +435,10 @@ def _gpt2(p: Mapping[str, Any], *, layers: int, hidden: int, heads: int, positio
     quick_batch_size=1,
     facts=WEBTEXT,
     sample_unit="sequence",
-    params=(_seq_len(1024, "tokens per sequence (GPT-2's context)"), _vocab(50_257), _ATTENTION),
+    params=(_seq_len(1024, "tokens per sequence (GPT-2's context)"), _vocab(50_257), _ATTENTION,
+            _context_len(1023, "tokens already in the KV cache when a decode step runs (1023: the step "
+                         "that fills GPT-2's 1024 positions)")),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     architecture_source="Radford et al. 2019, Table 2 (36 layers, d_model 1280); 20 heads as released; "
     "transformers.GPT2LMHeadModel",
@@ -394,7 +456,9 @@ def gpt2_large(p: Mapping[str, Any]) -> CausalLMWorkload:
     quick_batch_size=1,
     facts=GPT3_PILE,
     sample_unit="sequence",
-    params=(_seq_len(2048, "tokens per sequence (GPT-3's context)"), _vocab(50_257), _ATTENTION),
+    params=(_seq_len(2048, "tokens per sequence (GPT-3's context)"), _vocab(50_257), _ATTENTION,
+            _context_len(1024)),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     architecture_source="Brown et al. 2020 (arXiv:2005.14165) Table 2.1: 24 layers, d_model 2048, "
     "16 heads of 128 (see code); GPT-2 architecture via transformers.GPT2LMHeadModel",
@@ -420,7 +484,9 @@ def gpt3_xl(p: Mapping[str, Any]) -> CausalLMWorkload:
     quick_batch_size=1,
     facts=OPT_CORPUS,
     sample_unit="sequence",
-    params=(_seq_len(2048, "tokens per sequence (OPT's context)"), _vocab(50_272), _ATTENTION),
+    params=(_seq_len(2048, "tokens per sequence (OPT's context)"), _vocab(50_272), _ATTENTION,
+            _context_len(1024)),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     architecture_source="Zhang et al. 2022 (arXiv:2205.01068) Table 1; facebook/opt-1.3b config; "
     "transformers.OPTForCausalLM",
@@ -441,7 +507,7 @@ def opt_1_3b(p: Mapping[str, Any]) -> CausalLMWorkload:
         **_common_kwargs(p),
     )
     model = OPTForCausalLM(config)  # tied input/output embeddings
-    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), _OPT_1_3B_LR)
+    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), _OPT_1_3B_LR, int(p["context_len"]))
 
 
 def _llama(p: Mapping[str, Any], *, layers: int, hidden: int, intermediate: int, heads: int,
@@ -461,7 +527,8 @@ def _llama(p: Mapping[str, Any], *, layers: int, hidden: int, intermediate: int,
         **_common_kwargs(p, rope_theta=500_000.0),  # Llama 3's RoPE base (Herd paper Table 3)
     )
     model = LlamaForCausalLM(config)  # SwiGLU FFN, RMSNorm, grouped-query attention, no biases
-    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), lr)
+    # No position check: RoPE has no table, so neither seq_len nor context_len is bounded by it.
+    return CausalLMWorkload(model, int(p["seq_len"]), int(p["vocab_size"]), lr, int(p["context_len"]))
 
 
 @register_workload(
@@ -474,7 +541,9 @@ def _llama(p: Mapping[str, Any], *, layers: int, hidden: int, intermediate: int,
     quick_batch_size=1,
     facts=LLAMA3_DATA,
     sample_unit="sequence",
-    params=(_seq_len(8192, "tokens per sequence (Llama 3's 8k context)"), _vocab(128_256), _ATTENTION),
+    params=(_seq_len(8192, "tokens per sequence (Llama 3's 8k context)"), _vocab(128_256), _ATTENTION,
+            _context_len(1024)),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     architecture_source="Llama 3 Herd of Models (arXiv:2407.21783) Table 3; Meta-Llama-3-8B config; "
     "transformers.LlamaForCausalLM",
@@ -492,7 +561,8 @@ def llama3_8b(p: Mapping[str, Any]) -> CausalLMWorkload:
     quick_batch_size=1,
     facts=WEBTEXT,
     sample_unit="sequence",
-    params=(_seq_len(32), _vocab(1000), _ATTENTION),
+    params=(_seq_len(32), _vocab(1000), _ATTENTION, _context_len(16)),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     tiny=True,
     architecture_source="transformers.GPT2LMHeadModel, 2 layers, hidden 64, 2 heads, 64 positions",
@@ -509,7 +579,8 @@ def test_gpt(p: Mapping[str, Any]) -> CausalLMWorkload:
     quick_batch_size=1,
     facts=LLAMA3_DATA,
     sample_unit="sequence",
-    params=(_seq_len(32), _vocab(1000), _ATTENTION),
+    params=(_seq_len(32), _vocab(1000), _ATTENTION, _context_len(16)),
+    tasks=_DECODE_TASKS,
     optimizer="adamw",
     tiny=True,
     architecture_source="transformers.LlamaForCausalLM, 2 layers, hidden 64, FFN 128, 4 heads, 2 KV heads",

@@ -100,6 +100,12 @@ class WorkloadSpec:
     architecture_source: str = ""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the built instance can run: every workload trains and infers; decoder-only language models also
+    # decode (one new token per sequence against a KV cache, ``WorkloadInstance.decode_step``).
+    tasks: tuple[str, ...] = ("train", "infer")
+
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
 
     def defaults(self) -> dict[str, ParamValue]:
         return {p.name: p.default for p in self.params}
@@ -153,6 +159,29 @@ def _tokens(n: float) -> str:
         if n >= size:
             return f"{n / size:.3g}{unit}"
     return f"{n:,.0f}"
+
+
+DECODE_BATCH = 1
+"""Decode's default batch: one sequence generating, the single-stream figure published decode speeds give."""
+
+
+def supporting(task: str) -> str:
+    """The registered workloads that can run ``task``, comma-separated (for messages)."""
+    return ", ".join(s.name for s in list_workloads() if s.supports(task)) or "none"
+
+
+def task_unsupported_reason(spec: WorkloadSpec, task: str) -> str | None:
+    """Why ``spec`` cannot run ``task`` (naming the workloads that can), or None when it can."""
+    if spec.supports(task):
+        return None
+    return f"{spec.name} does not support --task {task} (workloads that do: {supporting(task)})"
+
+
+def check_task(spec: WorkloadSpec, task: str) -> None:
+    """A one-line ``BadInput`` when ``spec`` cannot run ``task``."""
+    why = task_unsupported_reason(spec, task)
+    if why:
+        raise BadInput(f"--task {task}: {why}")
 
 
 _REGISTRY: dict[str, WorkloadSpec] = {}

@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--precision", "-p", nargs="+", action="extend", metavar="P",
                    help="fp32, tf32, bf16, fp16 or all (default all)")
     p.add_argument("--task", "-t", nargs="+", action="extend", metavar="T",
-                   help="train, infer or both (default both)")
+                   help="train, infer, both, decode (decoder-only language models: one token at a time "
+                        "with a KV cache, see --set context_len) or all (default: train and infer)")
     p.add_argument("--batch-size", "-b", type=int, metavar="N", help="override every workload's batch size")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a workload parameter, e.g. image_size=64 (see `dlgpu workloads show`)")

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     a = sub.add_parser("analyze", help="operator profile of one full-size step, traced on fake tensors")
     a.add_argument("workload")
     a.add_argument("--precision", "-p", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"))
-    a.add_argument("--task", "-t", default="train", choices=("train", "infer"))
+    a.add_argument("--task", "-t", default="train", choices=("train", "infer", "decode"))
     a.add_argument("--batch-size", "-b", type=int, metavar="N")
     a.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
     a.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.analyze/1)")
@@ -40,6 +40,9 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--data", action="append", type=Path, default=[], metavar="FILE",
                    help="extra measurements in the calibration file's columns")
     c.add_argument("--output", "-o", type=Path, help="where to write the parameters (default: the package's)")
+    c.add_argument("--bench", action="append", type=Path, metavar="FILE",
+                   help="a `dlgpu bench --json` document whose CPU results to fit CPU efficiencies on "
+                        "(repeatable; default: the documents shipped with dlgpu)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(run=run_calibrate)
 
@@ -86,7 +89,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
     from dlgpu.report.terminal import make_console
 
-    doc = api.calibrate(args.data, args.output)
+    doc = api.calibrate(args.data, args.output, args.bench)
     if args.json:
         emit_json(doc)
     else:
@@ -97,4 +100,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
                   f"leave-one-device-out median |error| {loo['overall']['median_abs_error_pct']:.1f}%")
         for fam, s in loo["by_family"].items():
             con.print(f"  {fam}: median |error| {s['median_abs_error_pct']:.1f}% over {s['n']} rows (LOO)")
+        cpu = doc["cpu"]
+        if cpu["rows_used"]:
+            lwo = cpu["leave_one_workload_out"]["overall"]
+            con.print(f"CPU ({', '.join(cpu['devices'])}): {cpu['rows_used']} bench rows; in-sample median |error| "
+                      f"{cpu['in_sample']['median_abs_error_pct']:.1f}%, leave-one-workload-out "
+                      f"{lwo['median_abs_error_pct']:.1f}%")
+        mem = doc["memory_model"]
+        if mem.get("n"):
+            con.print(f"memory model vs measured peaks: median |error| {mem['median_abs_error_pct']:.1f}% over "
+                      f"{mem['n']} results (+{mem['runtime_bytes'] / 2**30:.2f} GiB runtime, the median difference)")
     return 0

@@ -1,0 +1,149 @@
+"""Tracing with GPU dispatch semantics, predicting CPUs, and calibrating on what `dlgpu bench` measured."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch.utils.flop_counter as fc
+from conftest import TINY_BUDGET
+
+from dlgpu import api
+from dlgpu.analyze.gpu_semantics import FOREACH_CHUNK_ELEMENTS, FOREACH_MAX_BLOCKS, foreach_launches
+from dlgpu.catalog import load_catalog
+from dlgpu.cli.main import main
+from dlgpu.predict import Calibration, cpu_as_device, predict_step
+from dlgpu.predict.calibrate import Sample, errors_pct, fit
+
+CAT = load_catalog()
+
+
+def test_gpu_target_traces_fused_attention_in_the_autocast_dtype() -> None:
+    # BERT-large at seq 128, batch 8: one fused kernel per layer and direction, in fp16 as CUDA autocast
+    # runs it; the CPU target goes down the unfused math path (dropout in training) instead.
+    gpu = api.analyze("bert_large", "train", "fp16", 8, {"seq_len": "128"}, target="gpu")
+    cpu = api.analyze("bert_large", "train", "fp16", 8, {"seq_len": "128"}, target="cpu")
+    fwd = [o for o in gpu.ops if o.op == "scaled_dot_product_attention"]
+    bwd = [o for o in gpu.ops if o.op == "scaled_dot_product_attention_backward"]
+    assert sum(o.count for o in fwd) == 24 and sum(o.count for o in bwd) == 24
+    assert {o.dtype for o in fwd} == {"float16"} and {o.kind for o in fwd} == {"attention"}
+    shape = (8, 16, 128, 64)
+    assert fwd[0].flops == fc.sdpa_flop_count(shape, shape, shape) == 4 * 8 * 16 * 128 * 128 * 64
+    # q, k, v (2 bytes each) and at most a padding mask (batch x seq x seq, one per sequence) read: no
+    # tensor of heads x seq x seq.
+    qkv = 3 * 8 * 16 * 128 * 64 * 2
+    assert qkv <= fwd[0].bytes_read <= qkv + 8 * 128 * 128 * 4
+    assert not [o for o in cpu.ops if o.op.startswith("scaled_dot_product_attention")]
+    # Activations: the GPU keeps q, k, v and the output per layer, not the seq x seq probabilities.
+    assert gpu.activation_bytes < cpu.activation_bytes
+    # Same model FLOPs either way (the matmuls are the same), far fewer kernels on the GPU.
+    assert gpu.flops == pytest.approx(cpu.flops, rel=0.02)
+    assert gpu.kernels < cpu.kernels / 2
+
+
+def test_gpu_target_uses_multi_tensor_optimizers() -> None:
+    gpu = api.analyze("test_resnet", "train", "fp32", 2, target="gpu")
+    cpu = api.analyze("test_resnet", "train", "fp32", 2, target="cpu")
+    gpu_opt = [o for o in gpu.ops if o.phase == "optimizer"]
+    cpu_opt = [o for o in cpu.ops if o.phase == "optimizer"]
+    assert gpu_opt and all(o.op.startswith("_foreach_") for o in gpu_opt if o.kind == "optimizer")
+    assert not any(o.op.startswith("_foreach_") for o in cpu_opt)
+    assert sum(o.count for o in gpu_opt) < sum(o.count for o in cpu_opt)
+    # Both update every parameter: read the gradient, the momentum buffer and the weight, write two of them
+    # (the op sequences differ, so the totals do too).
+    for opt in (gpu_opt, cpu_opt):
+        assert sum(o.bytes * o.count for o in opt) >= 5 * 4 * gpu.parameters
+
+
+def test_foreach_launches() -> None:
+    assert foreach_launches(1, 10) == 1
+    assert foreach_launches(200, 200) == math.ceil(200 / 64)
+    big = FOREACH_CHUNK_ELEMENTS * FOREACH_MAX_BLOCKS * 10  # ten launches' worth of blocks
+    assert foreach_launches(30, big) == 10
+
+
+def test_source_stack() -> None:
+    assert api.source_stack({"source_url": "https://github.com/NVIDIA/DeepLearningExamples/blob/x/README.md"}) \
+        == "NVIDIA/DeepLearningExamples"
+    assert api.source_stack({"source_url": "https://www.example.org/a/b"}) == "example.org"
+    assert api.source_stack({}) == ""
+
+
+def test_stack_scales_step_time() -> None:
+    gpu = CAT.gpu("a100-sxm4-80gb")
+    prof = api.analyze("test_resnet", "train", "fp32", 2)
+    cal = Calibration({"stack:x/y": math.log(2.0)})
+    base = predict_step(prof, gpu, "fp32", cal).step_time_s
+    assert predict_step(prof, gpu, "fp32", cal, stack="x/y").step_time_s == pytest.approx(2 * base)
+    assert predict_step(prof, gpu, "fp32", cal, stack="unknown/suite").step_time_s == pytest.approx(base)
+
+
+def test_predict_this_cpu_and_a_catalog_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "resnet50", "--hardware", "local", "-b", "8", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["hardware"] == "local" and doc["samples_per_s"] > 0 and doc["fits"] is True
+    assert "this machine's CPU" in doc["device_basis"] and "CPU" in doc["provenance"]
+    cpus = sorted((c for c in CAT.cpus if c.fp32_flops_per_s and c.memory_bandwidth_bytes_per_s),
+                  key=lambda c: c.fp32_flops_per_s or 0)
+    slow, fast = cpus[0], cpus[-1]
+    got = {}
+    for c in (slow, fast):
+        assert main(["predict", "resnet50", "--hardware", c.id, "-b", "8", "--json"]) == 0
+        got[c.id] = json.loads(capsys.readouterr().out)
+    assert got[fast.id]["samples_per_s"] > got[slow.id]["samples_per_s"]
+    assert got[fast.id]["fits"] is None  # a catalog CPU says nothing about the RAM it is paired with
+    assert main(["predict", "resnet50", "--hardware", "local", "-p", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "fp32 and bf16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cpu_device_uses_amx_peak_for_bf16_dense_ops() -> None:
+    amx = next(c for c in CAT.cpus if c.bf16_flops_per_s)
+    dev = cpu_as_device(amx)
+    assert dev.kind == "cpu" and dev.bf16_flops_per_s == amx.bf16_flops_per_s
+    prof = api.analyze("test_resnet", "train", "bf16", 2, target="cpu")
+    pred = predict_step(prof, dev, "bf16", Calibration({}))
+    assert 0 < pred.tensor_core_share <= 1
+
+
+def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    api.bench(["test_resnet", "test_bert"], devices=["cpu"], precisions=["fp32"], tasks=["train", "infer"],
+              quick=True, budget=TINY_BUDGET, save_to=out)
+    docs = api.bench_documents([out])
+    samples, skipped = api.bench_samples(docs, CAT)
+    assert not skipped and len(samples) == 4
+    measured = {(r["workload"], r["task"]): r["samples_per_s"] for r in docs[0]["results"]}
+    for s in samples:
+        assert s.gpu.kind == "cpu" and s.profile.workload in ("test_resnet", "test_bert")
+        assert s.measured_samples_per_s == measured[(s.profile.workload, s.profile.task)]
+        assert not any(o.op.startswith("_foreach_") for o in s.profile.ops)  # traced as the CPU runs it
+    # A fit on these rows alone reproduces them: the CPU parameters are identifiable.
+    cal = fit(samples)
+    assert max(abs(e) for e in errors_pct(cal, samples)) < 60
+    mem = api.memory_model_check(docs)
+    assert mem["n"] == 4 and mem["runtime_bytes"] > 0
+    assert all(r["measured_bytes"] > 0 and r["model_bytes"] > 0 for r in mem["rows"])
+
+
+def test_bench_documents_rejects_other_files(tmp_path: Path) -> None:
+    f = tmp_path / "x.json"
+    f.write_text('{"schema": "dlgpu.predict/1"}')
+    with pytest.raises(api.BadInput, match="dlgpu.bench/1"):
+        api.bench_documents([f])
+
+
+def test_fit_recovers_known_cpu_parameters() -> None:
+    dev = cpu_as_device(next(c for c in CAT.cpus if c.fp32_flops_per_s and c.memory_bandwidth_bytes_per_s))
+    truth = Calibration({"cpu-vector:conv": -1.0, "cpu-vector:other": -2.0, "cpu-vector:matmul": -0.5,
+                         "cpu:mem": -0.7, "cpu:op_s": math.log(2e-5)})
+    samples = []
+    for name, bs in (("test_resnet", 2), ("test_resnet", 8), ("test_bert", 2), ("test_bert", 8), ("test_gpt", 4)):
+        for task in ("train", "infer"):
+            p = api.analyze(name, task, "fp32", bs, target="cpu")
+            sps = bs / predict_step(p, dev, "fp32", truth).step_time_s
+            samples.append(Sample(f"{name}-{task}-{bs}", "x", p, dev, "fp32", "pytorch", sps))
+    cal = fit(samples)
+    assert max(abs(e) for e in errors_pct(cal, samples)) < 3.0
