@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch.utils.flop_counter as fc
-from conftest import TINY_BUDGET
 
+from conftest import TINY_BUDGET
 from dlgpu import api
 from dlgpu.analyze.gpu_semantics import FOREACH_CHUNK_ELEMENTS, FOREACH_MAX_BLOCKS, foreach_launches
 from dlgpu.catalog import load_catalog
@@ -131,7 +131,7 @@ def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:
 def test_bench_documents_rejects_other_files(tmp_path: Path) -> None:
     f = tmp_path / "x.json"
     f.write_text('{"schema": "dlgpu.predict/1"}')
-    with pytest.raises(api.BadInput, match="dlgpu.bench/1"):
+    with pytest.raises(api.BadInput, match=r"dlgpu\.bench/1"):
         api.bench_documents([f])
 
 
