@@ -9,7 +9,14 @@ formulas for what it misses (pytorch/pytorch#165570): elementwise ops (1 FLOP pe
 norms, softmax and reductions (per element counts below), and the CPU SDPA kernel that is missing from
 its registry (pytorch/pytorch#195460). A multiply-add counts as 2 FLOPs. Bytes are the sum of each op's
 tensor inputs and outputs (views skipped): an eager, unfused upper bound on memory traffic (see
-MEASUREMENT.md section 5)."""
+MEASUREMENT.md section 5).
+
+Sizes that depend on values (``nonzero``, boolean masks, ``unique``, NMS: object detection's box matching,
+sampling and post-processing) cannot come from fake tensors; they follow the documented rules of
+``data_dependent`` instead, so those small operators are approximate while everything sized by shapes
+(backbones, heads, at the sizes the rules give them) is exact: for SSD300 and Mask R-CNN the traced
+convolution and matmul FLOPs equal a real CPU step's, counted by ``FlopCounterMode``. Per-image Python
+loops of torchvision's detection models are traced once and counted per image (``fold``)."""
 
 from __future__ import annotations
 
@@ -187,6 +194,8 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func is torch.ops.prim.device.default:  # a metadata query, and a frequent one
+            return func(*args, **kwargs)
         packet = func.overloadpacket
         if packet is aten._local_scalar_dense:
             try:
@@ -201,7 +210,7 @@ class OpRecorder(TorchDispatchMode):
                     self._sink()[hit[1]] += 1
                 return hit[0]
         try:
-            out = func(*args, **kwargs)
+            out = self.data.run(func, args, kwargs) if self.data.is_dynamic(packet) else func(*args, **kwargs)
         except DynamicOutputShapeException:
             try:
                 out = self.data.run(func, args, kwargs)
@@ -225,6 +234,8 @@ class OpRecorder(TorchDispatchMode):
         else:
             written = _nbytes(outs)
         read = _nbytes(_tensors((args, kwargs)))
+        if packet is aten.embedding and len(args) >= 2 and outs:
+            read = _nbytes(outs) + _nbytes([args[1]])  # a lookup reads the rows it gathers, not the table
         dtype = str(outs[0].dtype if outs else (_tensors(args) or [torch.empty(0)])[0].dtype).replace("torch.", "")
         flops = _flops(packet, func, kind, args, kwargs, out)
         return (packet.__name__, kind, self.phase, dtype, flops, read, written)

@@ -32,7 +32,11 @@ from .roofline import (
 )
 
 LOSS, F_SCALE = "soft_l1", 0.3  # robust: a measurement 10x off (a slow CPU kernel path) must not drag the fit
-RIDGE = 1.0  # weight of the L2 penalty on ridged offsets (log units); chosen among 0.5, 1 and 3 by LOO error
+RIDGE = 1.0
+"""Weight of the L2 penalty on ridged offsets (log units), chosen among 0.5, 1 and 3 by leave-one-device-out
+error. A weaker pull on the per-kind memory efficiencies alone (0.1-0.3) gave a lower LOO error (14.7%
+against 16.3%) but unphysical parameters: elementwise ops streaming at 20x the memory bandwidth and dense
+ops at 14% of it, which would make memory-bound work such as decoding look 5x slower than it is."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,13 @@ class _Design:
             sterms.append([pid(t) for t in scale_terms(smp.framework, smp.stack)])
         self.names = names
         self.c, self.m, self.n = np.array(c), np.array(m), np.array(n, dtype=float)
-        self.s, self.terms = np.array(s), np.array(terms)
+        pad = len(names)  # ragged term lists are padded with an index past the end, which reads 0 (see _theta)
+        width = max((len(t) for t in terms + mterms), default=1)
+        self.s = np.array(s)
+        self.terms = np.array([t + [pad] * (width - len(t)) for t in terms], dtype=int).reshape(len(terms), width)
         self.f, self.pw, self.tdp = np.array(f), np.array(pw), np.array(tdp, dtype=float)
         self.kernels, self.batch = np.array(kernels, dtype=float), np.array(batch, dtype=float)
-        self.mterms = np.array(mterms)
+        self.mterms = np.array([t + [pad] * (width - len(t)) for t in mterms], dtype=int).reshape(len(mterms), width)
         self.kidx, self.lidx = np.array(kidx, dtype=int), np.array(lidx, dtype=int)
         # scale terms vary in number per sample: a 0/1 matrix (samples x parameters)
         self.scale = np.zeros((len(samples), len(names)))
@@ -100,23 +107,52 @@ class _Design:
             self.scale[k, ts] = 1.0
         self.measured = np.array([x.measured_samples_per_s for x in samples])
         self.offsets = np.array([i for i, nm in enumerate(names) if nm.startswith(RIDGED)], dtype=int)
+        self.ridge = np.full(len(self.offsets), RIDGE)
         self.bases = [i for i, nm in enumerate(names) if ":" in nm and not nm.startswith(RIDGED)
                       and not nm.startswith(("power:", "framework:", "mem-kind:", "cpu:mem-kind:"))
                       and nm != "cpu:op_s"]
 
-    def predicted(self, theta: np.ndarray) -> np.ndarray:
-        e_c = np.exp(theta[self.terms].sum(axis=1))
-        e_m = np.exp(theta[self.mterms].sum(axis=1))
-        c = self.c + self.f / (self.tdp * np.exp(theta[self.pw]))  # see Calibration.seconds_per_flop
-        t_op = self.n * np.maximum(c / e_c, self.m / e_m)
-        t = np.bincount(self.s, weights=t_op, minlength=len(self.batch)) + np.exp(theta[self.kidx]) * self.kernels
+    def _parts(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        padded = np.append(theta, 0.0)
+        e_c = np.exp(padded[self.terms].sum(axis=1))
+        e_m = np.exp(padded[self.mterms].sum(axis=1))
+        cap = self.f / (self.tdp * np.exp(theta[self.pw]))  # see Calibration.seconds_per_flop
+        t_c = self.n * (self.c + cap) / e_c
+        t_m = self.n * self.m / e_m
+        kern = np.exp(theta[self.kidx]) * self.kernels
+        t = np.bincount(self.s, weights=np.maximum(t_c, t_m), minlength=len(self.batch)) + kern
         host = np.where(self.lidx >= 0, np.exp(theta[np.maximum(self.lidx, 0)]) * self.kernels, 0.0)
-        t = np.maximum(t, host)  # host-side launch bound on GPUs (see roofline)
-        return self.batch / (t * np.exp(self.scale @ theta))
+        return {"e_c": e_c, "cap": cap, "t_c": t_c, "t_m": t_m, "kern": kern, "t": t, "host": host,
+                "T": np.maximum(t, host)}  # host-side launch bound on GPUs (see roofline)
+
+    def predicted(self, theta: np.ndarray) -> np.ndarray:
+        return self.batch / (self._parts(theta)["T"] * np.exp(self.scale @ theta))
 
     def residuals(self, theta: np.ndarray) -> np.ndarray:
         r = np.log(self.predicted(theta)) - np.log(self.measured)
-        return np.concatenate([r, RIDGE * theta[self.offsets]])
+        return np.concatenate([r, self.ridge * theta[self.offsets]])
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """d residuals / d theta, analytically: finite differences would cost one evaluation per parameter."""
+        p = self._parts(theta)
+        k, n = len(self.batch), len(theta)
+        dT = np.zeros((k, n + 1))  # last column: the padding index
+        compute = p["t_c"] >= p["t_m"]
+        ops = np.flatnonzero(compute)
+        for col in range(self.terms.shape[1]):
+            np.add.at(dT, (self.s[ops], self.terms[ops, col]), -p["t_c"][ops])
+        np.add.at(dT, (self.s[ops], self.pw[ops]), -(self.n[ops] * p["cap"][ops] / p["e_c"][ops]))
+        mem = np.flatnonzero(~compute)
+        for col in range(self.mterms.shape[1]):
+            np.add.at(dT, (self.s[mem], self.mterms[mem, col]), -p["t_m"][mem])
+        np.add.at(dT, (np.arange(k), self.kidx), p["kern"])
+        hosted = np.flatnonzero(p["host"] > p["t"])
+        dT[hosted] = 0.0
+        dT[hosted, self.lidx[hosted]] = p["host"][hosted]
+        jac = -dT[:, :n] / p["T"][:, None] - self.scale
+        ridge = np.zeros((len(self.offsets), n))
+        ridge[np.arange(len(self.offsets)), self.offsets] = self.ridge
+        return np.vstack([jac, ridge])
 
     def start(self) -> np.ndarray:
         theta = np.zeros(len(self.names))
@@ -132,12 +168,23 @@ class _Design:
         return theta
 
 
-def fit(samples: Sequence[Sample]) -> Calibration:
+def fit(samples: Sequence[Sample], start: Calibration | None = None) -> Calibration:
+    """Least squares on log throughput (robust loss, ridge on offsets). ``start``: a previous fit to begin
+    from (a leave-one-out refit differs little from the full fit, so it converges in a few iterations)."""
     from scipy.optimize import least_squares
+    from threadpoolctl import threadpool_limits
 
     design = _Design(samples)
-    sol = least_squares(design.residuals, design.start(), method="trf", x_scale=1.0, max_nfev=2000,
-                        loss=LOSS, f_scale=F_SCALE)
+    theta0 = design.start()
+    if start is not None:
+        for i, name in enumerate(design.names):
+            if name in start.values:
+                theta0[i] = start.values[name]
+    # One BLAS thread: the matrices are tiny, and OpenBLAS's threads spinning on busy cores made each SVD
+    # 150x slower (0.2 s instead of 1.5 ms on the 2-core development machine).
+    with threadpool_limits(1, user_api="blas"):
+        sol = least_squares(design.residuals, theta0, jac=design.jacobian, method="trf", x_scale=1.0,
+                            max_nfev=2000, loss=LOSS, f_scale=F_SCALE)
     values = {name: float(v) for name, v in zip(design.names, sol.x, strict=True)}
     return Calibration(values)
 
@@ -161,10 +208,11 @@ def summary(errs: Sequence[float]) -> dict[str, float]:
 def _held_out(samples: Sequence[Sample], key: Callable[[Sample], str], extra: Sequence[Sample]) -> dict[str, Any]:
     """Refit without each value of ``key`` (the ``extra`` samples always kept), predict what was left out."""
     per_row: list[tuple[Sample, float]] = []
+    full = fit([*samples, *extra])
     for value in sorted({key(s) for s in samples}):
         train = [s for s in samples if key(s) != value] + list(extra)
         test = [s for s in samples if key(s) == value]
-        cal = fit(train)
+        cal = fit(train, start=full)
         per_row += list(zip(test, errors_pct(cal, test), strict=True))
     by_device: dict[str, list[float]] = {}
     by_family: dict[str, list[float]] = {}

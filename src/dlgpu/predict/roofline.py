@@ -97,6 +97,8 @@ def overhead_terms(gen: str) -> tuple[str, str | None]:
 def memory_terms(gen: str, kind: str) -> tuple[str, ...]:
     """Achieved share of memory bandwidth: a common base, an offset per operator kind (a norm's two
     passes and a strided copy stream less well than an elementwise op) and one per generation."""
+    if kind in DENSE:  # GEMMs, convolutions and attention stream at the common efficiency (GEMV in decode)
+        return ("cpu:mem",) if gen == "cpu" else ("mem", f"mem:{gen}")
     if gen == "cpu":
         return ("cpu:mem", f"cpu:mem-kind:{kind}")
     return ("mem", f"mem:{gen}", f"mem-kind:{kind}")
@@ -110,7 +112,7 @@ def scale_terms(framework: str, stack: str) -> tuple[str, ...]:
                              f"stack:{stack}" if stack else "") if t)
 
 
-RIDGED = ("gen:", "mem:", "stack:")
+RIDGED = ("gen:", "mem:", "stack:", "mem-kind:", "cpu:mem-kind:")
 """Offsets penalised towards 0 in the fit (see calibrate.RIDGE): with few rows they stay near the common value."""
 
 
