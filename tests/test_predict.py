@@ -30,9 +30,9 @@ def prof(*ops: OpRecord, batch: int = 8) -> OpProfile:
 
 def test_units_follow_what_pytorch_does() -> None:
     # fp32 convolutions use TF32 on Ampere (cuDNN default); fp32 matmuls do not, unless precision is tf32.
-    assert unit_peak(op("conv"), A100, "fp32") == ("tensor", A100.tf32_flops_per_s)
+    assert unit_peak(op("conv"), A100, "fp32") == ("tensor-tf32", A100.tf32_flops_per_s)
     assert unit_peak(op("matmul"), A100, "fp32") == ("vector", A100.fp32_flops_per_s)
-    assert unit_peak(op("matmul"), A100, "tf32") == ("tensor", A100.tf32_flops_per_s)
+    assert unit_peak(op("matmul"), A100, "tf32") == ("tensor-tf32", A100.tf32_flops_per_s)
     assert unit_peak(op("conv"), V100, "fp32") == ("vector", V100.fp32_flops_per_s)
     assert unit_peak(op("matmul", "bfloat16"), A100, "bf16") == ("tensor", A100.bf16_flops_per_s)
     # autocast fp16 accumulates in fp32: a GeForce card's half-rate figure applies.

@@ -176,6 +176,8 @@ def op_group(op: OpRecord) -> str:
 
 
 def unit_peak(op: OpRecord, gpu: GpuSpec, precision: str) -> tuple[str, float | None]:
+    """(unit, its peak FLOP/s) for an operator: ``tensor`` (fp16/bf16 tensor cores), ``tensor-tf32`` (TF32
+    tensor cores reach a different share of their peak than fp16 ones: a separate efficiency), ``vector``."""
     if gpu.kind == "cpu":  # bf16 GEMMs and convolutions on AMX / AVX-512 BF16 where the CPU has them
         if op.kind in DENSE and op.dtype == "bfloat16":
             return "cpu-matrix", gpu.bf16_flops_per_s or gpu.fp32_flops_per_s
@@ -189,7 +191,7 @@ def unit_peak(op: OpRecord, gpu: GpuSpec, precision: str) -> tuple[str, float | 
                 return "tensor", peak
         ampere = gpu.cuda_cc is not None and gpu.cuda_cc >= (8, 0)
         if op.dtype == "float32" and gpu.tf32_flops_per_s and (precision == "tf32" or (ampere and op.kind == "conv")):
-            return "tensor", gpu.tf32_flops_per_s
+            return "tensor-tf32", gpu.tf32_flops_per_s
     return "vector", gpu.fp32_flops_per_s
 
 
@@ -215,7 +217,7 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
             compute += t_c * op.count
         else:
             memory += t_m * op.count
-        if unit in ("tensor", "cpu-matrix"):
+        if unit in ("tensor", "tensor-tf32", "cpu-matrix"):
             tensor_flops += op.flops * op.count
     overhead = per_kernel * profile.kernels
     if launch_term is not None:
