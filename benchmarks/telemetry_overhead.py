@@ -1,16 +1,21 @@
-"""Telemetry overhead: the same training steps run with and without the telemetry sampler beside them.
+"""Telemetry overhead: the same training configuration measured by dlgpu's harness with and without the
+telemetry sampler beside its timed steps.
 
-Both run in one process on the same built workload and batch, interleaved round by round (the order flips
-every round) so that thermal and background drift hit both alike. Each run is timed once around its steps,
-by the wall clock and by the process's CPU time (steadier when other programs load the machine). Prints the
-throughput with sampling over the throughput without it, per round and as the median, and the direct cost:
-the time one backend read takes, times reads per second = the share of one core the sampler uses.
+Both go through ``measure.harness.measure`` (what ``dlgpu bench`` runs) on the same built workload and batch,
+with a fixed number of timed steps, interleaved round by round (the order flips every round) so that thermal
+and background drift hit both alike. Per round it compares:
 
-The backend is what ``dlgpu bench`` would use for this CPU: RAPL where readable, else the labelled TDP
-estimate on psutil CPU times (the TDP from the catalog row, or ``--tdp-w``, or a placeholder: the figure
-does not change what sampling costs).
+- reported: the samples/s dlgpu reports (batch / median step) with telemetry over without;
+- steps:    the summed time of the timed steps without telemetry over with it (every cost inside the window);
+- CPU time: the process's CPU time of the whole ``measure`` call without over with (steadier when other
+            programs load the machine; includes the sampler thread's own work).
 
-Target: sampling costs < 1% (median ratio >= 0.99).
+It also prints the direct cost: the time one backend read takes, times reads per second = the share of one
+core the sampler uses. The backend is what ``dlgpu bench`` would use for this CPU: RAPL where readable, else
+the labelled TDP estimate on psutil CPU times with the TDP ``catalog.device_facts`` gives (the catalog row's,
+or the estimate from similar catalog CPUs).
+
+Target: sampling costs < 1% (median ratios >= 0.99).
 Usage: python benchmarks/telemetry_overhead.py [--workload resnet50] [--rounds 8] [--period 0.1]
 """
 
@@ -20,21 +25,12 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from dlgpu.catalog.local import this_cpu
+from dlgpu.catalog import device_facts, load_catalog
 from dlgpu.devices import detect, use_threads
-from dlgpu.measure.harness import HarnessContext, build
-from dlgpu.measure.telemetry import Telemetry, telemetry_backend
+from dlgpu.measure.harness import TelemetrySetup, build, measure
+from dlgpu.measure.telemetry import telemetry_backend
+from dlgpu.measure.timer import Budget
 from dlgpu.workloads import get_workload
-
-
-def run(step, steps: int) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of ``steps`` back-to-back steps."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def read_cost_s(backend, reads: int = 2000) -> float:
@@ -54,60 +50,53 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--period", type=float, default=0.1, help="sampling period, s")
-    ap.add_argument("--tdp-w", type=float, default=None, help="TDP for the estimate when no catalog row matches")
     args = ap.parse_args()
 
     cpu = detect()[0][0]
     use_threads(cpu.threads_used or 1)
-    _, spec_row = this_cpu()
-    tdp_w = getattr(spec_row, "tdp_w", None)
-    tdp_source = f"catalog: {getattr(spec_row, 'source', '')}" if tdp_w else None
-    if tdp_w is None:
-        tdp_w, tdp_source = (args.tdp_w, "--tdp-w") if args.tdp_w else (
-            1.0, "placeholder: no catalog row; the figure does not change the sampling cost")
-    backend = telemetry_backend(cpu, tdp_w=tdp_w, tdp_source=tdp_source)
-    tel = Telemetry(backend, period_s=args.period)
+    facts = device_facts(cpu, load_catalog())
+    tdp_source = facts.tdp_basis if facts.tdp_w else None
+    backend = telemetry_backend(cpu, tdp_w=facts.tdp_w, tdp_source=tdp_source)
+    setup = TelemetrySetup(period_s=args.period, tdp_w=facts.tdp_w, tdp_source=tdp_source, backend=backend)
 
     spec = get_workload(args.workload)
     params = spec.resolve(dict(o.split("=", 1) for o in args.overrides))
     built = build(spec, params, cpu)
-    inst = built.instance
-    batch = inst.make_batch(args.batch_size, torch.device("cpu"), spec.channels_last)
-    ctx = HarnessContext("cpu", "fp32", train=True)
-    inst.train(True)
+    budget = Budget(warmup_steps=1, min_steps=args.steps, max_steps=args.steps, budget_s=1e9)
+    measure(built, "train", "fp32", args.batch_size, budget)  # warm the allocator and caches once
 
-    def step() -> None:
-        inst.train_step(batch, ctx)
-        ctx.end_step()
+    def timed(with_telemetry: bool):
+        c0 = time.process_time()
+        res = measure(built, "train", "fp32", args.batch_size, budget, telemetry=setup if with_telemetry else None)
+        assert res.status == "ok" and res.step_time is not None and res.samples_per_s, res.reason
+        return res, time.process_time() - c0
 
-    for _ in range(3):
-        step()
     cost_s = read_cost_s(backend)
-    wall, cpu_time, n_samples = [], [], []
+    reported, steps, cpu_time, n_samples, extended = [], [], [], [], []
     for r in range(args.rounds):
-        def sampled() -> tuple[float, float]:
-            with tel:
-                return run(step, args.steps)
-
         if r % 2 == 0:
-            plain, with_tel = run(step, args.steps), sampled()
+            (plain, plain_cpu), (sampled, sampled_cpu) = timed(False), timed(True)
         else:
-            with_tel, plain = sampled(), run(step, args.steps)
-        res = tel.result
-        n_samples.append(len(res.samples))
-        wall.append(plain[0] / with_tel[0])
-        cpu_time.append(plain[1] / with_tel[1])
-        print(f"round {r + 1}: plain {args.steps * args.batch_size / plain[0]:.2f}/s, "
-              f"sampled {args.steps * args.batch_size / with_tel[0]:.2f}/s ({len(res.samples)} samples, "
-              f"{res.source}), wall ratio {wall[-1]:.4f}, CPU-time ratio {cpu_time[-1]:.4f}")
+            (sampled, sampled_cpu), (plain, plain_cpu) = timed(True), timed(False)
+        reported.append(sampled.samples_per_s / plain.samples_per_s)
+        steps.append(sum(plain.step_time.samples_s) / sum(sampled.step_time.samples_s))
+        cpu_time.append(plain_cpu / sampled_cpu)
+        tel = sampled.telemetry or {}
+        n_samples.append(len(tel.get("samples", [])))
+        extended.append(tel.get("extended_steps", 0))
+        print(f"round {r + 1}: plain {plain.samples_per_s:.2f}/s, sampled {sampled.samples_per_s:.2f}/s "
+              f"({n_samples[-1]} samples, {sampled.energy_source}), reported ratio {reported[-1]:.4f}, "
+              f"steps ratio {steps[-1]:.4f}, CPU-time ratio {cpu_time[-1]:.4f}")
     backend.close()
-    print(f"\n{spec.name} {params} batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
-          f"{cpu.threads_used} threads, period {args.period} s, backend {backend.source}")
+    print(f"\n{spec.name} {params} batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds through "
+          f"measure.harness.measure, {cpu.threads_used} threads, period {args.period} s, backend {backend.source}")
     print(f"direct cost: {cost_s * 1e6:.0f} us per read = {100 * cost_s / args.period:.3f}% of one core "
           f"at one read per {args.period} s")
-    print(f"sampled / plain throughput (median over rounds; target >= 0.99): wall {statistics.median(wall):.4f} "
-          f"(min {min(wall):.3f}, max {max(wall):.3f}), CPU time {statistics.median(cpu_time):.4f} "
-          f"(min {min(cpu_time):.3f}, max {max(cpu_time):.3f}); median {statistics.median(n_samples)} samples/run")
+    print(f"with / without telemetry (median over rounds; target >= 0.99): reported samples/s "
+          f"{statistics.median(reported):.4f} (min {min(reported):.3f}, max {max(reported):.3f}), steps "
+          f"{statistics.median(steps):.4f} (min {min(steps):.3f}, max {max(steps):.3f}), CPU time "
+          f"{statistics.median(cpu_time):.4f} (min {min(cpu_time):.3f}, max {max(cpu_time):.3f}); "
+          f"median {statistics.median(n_samples)} samples and {statistics.median(extended)} extended steps per run")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,43 @@ def test_fit_recovers_known_cpu_parameters() -> None:
             samples.append(Sample(f"{name}-{task}-{bs}", "x", p, dev, "fp32", "pytorch", sps))
     cal = fit(samples)
     assert max(abs(e) for e in errors_pct(cal, samples)) < 3.0
+
+
+@pytest.mark.parametrize(("workload", "task", "overrides"), [
+    ("resnet50", "train", {}), ("bert_large", "train", {"seq_len": "384"}), ("gpt2_large", "decode", {})])
+def test_largest_batch_that_fits(workload: str, task: str, overrides: dict) -> None:
+    memory = 24 * 2**30
+    b = api.largest_batch(workload, task, "fp16", memory, overrides)
+    assert b > 1
+    # Exact: the trace at b fits and the one at b + 1 does not.
+    assert api.memory_need(api.analyze(workload, task, "fp16", b, overrides)) <= memory
+    over = b + 1
+    assert api.memory_need(api.analyze(workload, task, "fp16", over, overrides)) > memory
+    assert api.largest_batch(workload, task, "fp16", 2**20, overrides) == 0  # 1 MiB: not even batch 1
+
+
+def test_analyze_cli_largest_batch(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "bert_large", "-p", "fp16", "--set", "seq_len=384", "-H", "rtx-3090", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    fit = doc["largest_batch"]
+    assert fit["memory_of"] == "rtx-3090" and fit["memory_bytes"] == CAT.gpu("rtx-3090").memory_bytes
+    assert fit["batch_size"] == api.largest_batch("bert_large", "train", "fp16", fit["memory_bytes"],
+                                                  {"seq_len": "384"})
+    assert doc["memory_need_bytes"] > doc["state_bytes"] + doc["activation_bytes"]
+    units = {(o["kind"], o["unit"]) for o in doc["ops"]}
+    assert ("matmul", "tensor") in units and ("elementwise", "tensor") not in units
+    assert api.op_unit("conv", "float32", "fp32") == "tensor-tf32"
+    assert api.op_unit("matmul", "float32", "fp32") == "vector"
+    assert main(["analyze", "resnet50", "--memory", "12x"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory 12x" in err and len(err.strip().splitlines()) == 1
+
+
+def test_parse_bytes() -> None:
+    from dlgpu.units import parse_bytes
+
+    assert parse_bytes("80GB") == 80 * 10**9 and parse_bytes("24GiB") == parse_bytes("24g") == 24 * 2**30
+    assert parse_bytes("1000") == 1000 and parse_bytes("1.5 MiB") == 3 * 2**19
+    for bad in ("", "GB", "-1GB", "0", "12x"):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)

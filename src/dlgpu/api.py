@@ -212,6 +212,63 @@ def with_speedups(results: Sequence[BenchResult]) -> list[BenchResult]:
     return out
 
 
+IDLE_BASELINE_S = {True: 1.0, False: 3.0}
+"""Seconds of idle baseline per device per ``bench`` run (quick, standard), or the per-configuration budget if
+shorter (an idle window as long as the windows it is subtracted from; at least the sensor's minimum window):
+measured once, before the first configuration on the device, and subtracted from every window's energy there."""
+
+
+class _DeviceEnergy:
+    """Per ``bench`` run: each device's catalog facts (TDP, peaks), one open sensor backend and its idle
+    baseline, both made when the device is first measured and closed at the end."""
+
+    def __init__(self, enabled: bool, period_s: float, idle_s: float) -> None:
+        self.enabled, self.period_s, self.idle_s = enabled, period_s, idle_s
+        self._catalog: Any = None
+        self._facts: dict[str, Any] = {}
+        self._setups: dict[str, Any] = {}
+        self.summary: dict[str, dict[str, Any]] = {}
+
+    def facts(self, device: DeviceInfo) -> Any:
+        from dlgpu.catalog import device_facts, load_catalog
+
+        if device.id not in self._facts:
+            if self._catalog is None:
+                self._catalog = load_catalog()
+            self._facts[device.id] = device_facts(device, self._catalog)
+        return self._facts[device.id]
+
+    def setup(self, device: DeviceInfo) -> Any:
+        """The ``TelemetrySetup`` for ``device`` (opening its backend and measuring idle the first time)."""
+        from dlgpu.measure.harness import TelemetrySetup, idle_baseline
+        from dlgpu.measure.telemetry import telemetry_backend
+
+        if not self.enabled:
+            return None
+        if device.id not in self._setups:
+            facts = self.facts(device)
+            tdp_source = facts.tdp_basis if facts.tdp_w else None
+            backend = telemetry_backend(device, tdp_w=facts.tdp_w, tdp_source=tdp_source)
+            try:
+                idle = idle_baseline(backend, device, self.period_s, self.idle_s)
+            except BaseException:  # Ctrl-C while idling: nothing holds the backend yet
+                backend.close()
+                raise
+            self._setups[device.id] = TelemetrySetup(self.period_s, facts.tdp_w, tdp_source, idle, backend)
+            self.summary[device.id] = {"source": backend.source, "basis": backend.basis, "reason": backend.reason,
+                                       "facts": facts.to_dict(), "idle_baseline": idle.to_dict()}
+        return self._setups[device.id]
+
+    def close(self) -> None:
+        for setup in self._setups.values():
+            setup.backend.close()
+
+
+def _flops_note(flops: float, target: str, batch: int) -> str:
+    return (f"{flops / 1e9:,.4g} GFLOP per step (dlgpu's operator profile of this step at batch {batch}, traced on "
+            f"fake tensors as eager PyTorch runs it on a {target.upper()})")
+
+
 def bench(
     workloads: Sequence[str] | None = None,
     devices: Sequence[str] | None = None,
@@ -226,17 +283,27 @@ def bench(
     custom_specs: Sequence[WorkloadSpec] = (),
     include_hostname: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    telemetry: bool = True,
+    telemetry_period_s: float | None = None,
 ) -> BenchReport:
-    """Measure workloads on this machine's devices. See the module docstring."""
+    """Measure workloads on this machine's devices. See the module docstring.
+
+    ``telemetry``: sample power, energy and utilization beside every measured region (every
+    ``telemetry_period_s``, default ``DEFAULT_PERIOD_S``), net of an idle baseline measured once per device;
+    each result also gets its model FLOPs utilization from the operator profile (``analyze``)."""
     from dlgpu.devices import detect, select, unsupported_reason, use_threads
     from dlgpu.devices.machine import machine_info
     from dlgpu.measure.harness import build, measure
     from dlgpu.measure.isolated import measure_isolated
+    from dlgpu.measure.telemetry import DEFAULT_PERIOD_S
     from dlgpu.measure.timer import QUICK, STANDARD
 
     # --- validate everything before anything runs -------------------------------------------------
     if batch_size is not None and batch_size <= 0:
         raise BadInput(f"--batch-size {batch_size}: must be a positive integer")
+    period_s = DEFAULT_PERIOD_S if telemetry_period_s is None else telemetry_period_s
+    if not 0 < period_s <= 10:
+        raise BadInput(f"--telemetry-period {telemetry_period_s}: must be a number of seconds in (0, 10]")
     specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
     specs += [s for s in custom_specs if s not in specs]
     precs = resolve_choice(precisions, PRECISIONS, "--precision", PRECISIONS)
@@ -263,6 +330,7 @@ def bench(
         tasks=task_list, quick=quick, batch_size=batch_size, overrides=dict(overrides or {}),
         budget_s=run_budget.budget_s, warmup_steps=run_budget.warmup_steps,
         min_steps=run_budget.min_steps, max_steps=run_budget.max_steps,
+        telemetry=telemetry, telemetry_period_s=period_s if telemetry else None,
     )
     machine = machine_info(present, include_hostname)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -284,7 +352,7 @@ def bench(
         ordered = sorted(results, key=lambda r: (groups[(r.workload, r.task, r.device)],
                                                  PRECISIONS.index(r.precision)))
         final = with_speedups([_project(r, get_spec(r.workload), params[r.workload]) for r in ordered])
-        return BenchReport(created, machine, config, tuple(final), interrupted)
+        return BenchReport(created, machine, config, tuple(final), interrupted, telemetry=dict(energy.summary))
 
     by_name = {s.name: s for s in specs}
 
@@ -296,6 +364,45 @@ def bench(
         obs.finished(result)
         if save_to is not None:
             write_json_atomic(save_to, report(interrupted=True).to_dict())
+
+    energy = _DeviceEnergy(telemetry, period_s, min(IDLE_BASELINE_S[quick], run_budget.budget_s))
+    step_flops: dict[tuple[Any, ...], tuple[float, str] | str] = {}  # (FLOPs, precision counted at) or why none
+
+    def finish(result: BenchResult, plan: _Plan) -> BenchResult:
+        """A measured result with its model FLOPs utilization (and the telemetry-off label)."""
+        stats, batch = result.step_time, result.batch_size
+        if result.status != "ok" or stats is None or not batch:
+            return result
+        if not telemetry:
+            result = replace(result, energy_source="unavailable", energy_basis="telemetry off (--no-telemetry)")
+        if plan.spec.family == "custom":
+            return replace(result, mfu_basis="no MFU: a custom --model workload has no operator profile")
+        target = "cpu" if plan.device.kind == "cpu" else "gpu"
+        # One trace per workload, task, batch and target (seconds for a full-size model): autocast changes the
+        # dtypes of the same operators, not their FLOPs, so the other precisions reuse it and say so.
+        key = (plan.spec.name, plan.task, batch, target, repr(sorted(plan.overrides.items())))
+        if key not in step_flops:
+            obs.started(f"{plan.spec.name} {plan.task}: counting FLOPs (operator profile)")
+            try:
+                prof = analyze(plan.spec.name, plan.task, result.precision, batch, plan.overrides, target=target)
+                step_flops[key] = (float(prof.flops), result.precision)
+            except Exception as exc:  # a model that cannot be traced on fake tensors (data-dependent shapes)
+                step_flops[key] = f"no MFU: the step cannot be traced on fake tensors ({type(exc).__name__}: {exc})"
+        counted = step_flops[key]
+        if isinstance(counted, str):
+            return replace(result, mfu_basis=counted[:400])
+        flops, at = counted
+        note = _flops_note(flops, target, batch) + ("" if at == result.precision else
+                                                    f", counted on the {at} step: autocast changes the dtypes of the "
+                                                    "same operators, not their FLOPs")
+        peak, peak_basis = energy.facts(plan.device).peak(result.precision)
+        if flops <= 0 or not peak:
+            why = "the profile counts no FLOPs" if flops <= 0 else f"no peak FLOP/s: {peak_basis}"
+            return replace(result, flops_per_step=flops or None, mfu_basis=f"no MFU: {why}; {note}")
+        achieved = flops / stats.median
+        return replace(result, flops_per_step=flops, mfu=achieved / peak, mfu_basis=(
+            f"{note} / median step time {stats.median:.4g} s = {achieved / 1e9:,.4g} GFLOP/s achieved, "
+            f"over the peak {peak / 1e9:,.4g} GFLOP/s ({peak_basis})"))
 
     cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores,
                     "cpu_native_bf16": cpu.details.get("native_bf16")}
@@ -330,14 +437,18 @@ def bench(
                 continue
             fit = fits.get(runnable[0])
             settings = cpu_settings if plan.device.kind == "cpu" else {}
+            if telemetry and plan.device.id not in energy.summary:
+                obs.started(f"{plan.device.id}: measuring idle power (the baseline, once per device)")
+            tel_setup = energy.setup(plan.device)
             if (fit is not None and fit.usable_bytes and plan.device.kind == "cpu"
                     and fit.floor_bytes > ISOLATE_ABOVE_FRACTION * fit.usable_bytes
                     and plan.spec.family != "custom"):
                 obs.started(f"{label}: measuring in a child process (large for this machine's memory)")
                 for result in measure_isolated(
                         plan.spec.name, plan.params, plan.device, plan.task, runnable, plan.batch_size,
-                        run_budget, plan.overrides, settings, cpu.threads_used or 1, fit.note):
-                    add(result)
+                        run_budget, plan.overrides, settings, cpu.threads_used or 1, fit.note,
+                        telemetry=tel_setup):
+                    add(finish(result, plan))
                 continue
             obs.started(f"{label}: building")
             try:
@@ -349,14 +460,16 @@ def bench(
                 continue
             for prec in runnable:
                 obs.started(f"{label} at {prec}, batch {plan.batch_size}")
-                add(measure(built, plan.task, prec, plan.batch_size, run_budget,
-                            overrides=plan.overrides, settings=settings, on_step=on_step))
+                add(finish(measure(built, plan.task, prec, plan.batch_size, run_budget, overrides=plan.overrides,
+                                   settings=settings, on_step=on_step, telemetry=tel_setup), plan))
             del built
     except KeyboardInterrupt:
         final = report(interrupted=True)
         if save_to is not None:
             write_json_atomic(save_to, final.to_dict())
         return final
+    finally:
+        energy.close()
     final = report(interrupted=False)
     if save_to is not None:
         write_json_atomic(save_to, final.to_dict())
@@ -466,6 +579,81 @@ def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_s
             prof = prof.without_phase("optimizer")
         _PROFILE_CACHE[key] = _replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
     return _PROFILE_CACHE[key]
+
+
+def memory_need(prof: Any) -> int:
+    """Bytes a step needs at its peak: weights, gradients and optimizer state, activations kept for backward,
+    the KV cache (decode), and the largest single operator output alive on top of them (workspace)."""
+    workspace = max((o.bytes_written for o in prof.ops), default=0.0)
+    return int((prof.state_bytes or 0) + (prof.activation_bytes or 0) + (prof.cache_bytes or 0) + workspace)
+
+
+MAX_BATCH_SEARCHED = 1 << 16
+
+
+def largest_batch(workload: str, task: str, precision: str, memory_bytes: int,
+                  overrides: Mapping[str, str] | None = None, target: str = "gpu") -> int:
+    """The largest batch whose ``memory_need`` fits ``memory_bytes`` (0 if not even batch 1 does). Memory is
+    nearly affine in the batch: secant steps from batches 1 and 8 find the crossing in a few traces, and
+    unit steps settle it exactly."""
+    def need(b: int) -> int:
+        return memory_need(analyze(workload, task, precision, b, overrides, target=target))
+
+    if need(1) > memory_bytes:
+        return 0
+    x0, x1 = 1, 8
+    if need(x1) <= need(x0):
+        return MAX_BATCH_SEARCHED  # memory does not grow with the batch
+    for _ in range(6):
+        n0, n1 = need(x0), need(x1)
+        if n1 == n0:
+            break
+        x2 = min(MAX_BATCH_SEARCHED, max(1, round(x1 + (memory_bytes - n1) * (x1 - x0) / (n1 - n0))))
+        if x2 == x1:
+            break
+        x0, x1 = x1, x2
+    b = x1
+    while b > 1 and need(b) > memory_bytes:
+        b -= max(1, b // 200)
+    while b < MAX_BATCH_SEARCHED and need(b + 1) <= memory_bytes:
+        b += 1
+    return b
+
+
+def op_unit(kind: str, dtype: str, precision: str) -> str:
+    """Which unit an operator runs on, as eager PyTorch dispatches it on an NVIDIA GPU: ``tensor`` (fp16/bf16
+    dense ops), ``tensor-tf32`` (fp32 convolutions, and matmuls at ``tf32``, from Ampere on), ``vector``."""
+    from dlgpu.predict.roofline import DENSE
+
+    if kind in DENSE and dtype in ("float16", "bfloat16"):
+        return "tensor"
+    if kind in DENSE and dtype == "float32" and (kind == "conv" or precision == "tf32"):
+        return "tensor-tf32"
+    return "vector"
+
+
+def fit_memory(workload: str, task: str, precision: str, overrides: Mapping[str, str] | None,
+               memory: str | None, hardware: str | None) -> dict[str, Any] | None:
+    """The largest batch that fits ``memory`` (a size such as ``80GB``) or ``hardware``'s memory; None when
+    neither is given."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.units import parse_bytes
+
+    if memory is None and hardware is None:
+        return None
+    target = "gpu"
+    if memory is not None:
+        try:
+            size, of = parse_bytes(memory), f"--memory {memory}"
+        except ValueError as exc:
+            raise BadInput(f"--memory {memory}: {exc}") from None
+    else:
+        dev, mem, _ = prediction_device(str(hardware), load_catalog())
+        if mem is None:
+            raise BadInput(f"--hardware {hardware}: the catalog gives no memory size for it; use --memory SIZE")
+        size, of, target = mem, dev.id, "cpu" if dev.kind == "cpu" else "gpu"
+    return {"memory_bytes": size, "memory_of": of, "target": target,
+            "batch_size": largest_batch(workload, task, precision, size, overrides, target=target)}
 
 
 def calibration_rows(path: Path) -> list[dict[str, str]]:
@@ -602,16 +790,17 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
     cal = load_calibration()
     pred = predict_step(prof, gpu, precision, cal)
     sps = prof.batch_size / pred.step_time_s
-    peak = (prof.state_bytes or 0) + (prof.activation_bytes or 0) + (prof.cache_bytes or 0)
+    peak = memory_need(prof)
     basis = ("weights, gradients and optimizer state + activations kept for backward (traced on fake tensors)"
              if task != "decode" else f"weights + the KV cache of {prof.params.get('context_len')} tokens x batch "
-             f"{prof.batch_size} (traced on fake tensors)")
+             f"{prof.batch_size} (traced on fake tensors)") + " + the largest operator output (workspace)"
+
     return {
         "schema": "dlgpu.predict/1",
         "workload": workload, "task": task, "hardware": gpu.id, "precision": precision,
         "batch_size": prof.batch_size, "overrides": dict(overrides or {}),
         "samples_per_s": sps, "step_time_s": pred.step_time_s,
-        "peak_mem_bytes": peak, "peak_mem_basis": f"{basis}; framework workspace not included",
+        "peak_mem_bytes": peak, "peak_mem_basis": f"{basis}; the framework's own memory not included",
         "memory_bytes": memory_bytes,
         "fits": None if memory_bytes is None else peak <= memory_bytes,
         "device_basis": device_basis,

@@ -113,12 +113,35 @@ class BenchResult:
     speedup_vs_cpu_fp32: float | None = None
     projection: TaskProjection | None = None
     wall_time_s: float | None = None
+    # Telemetry over the timed steps (measure.telemetry), each figure labelled by energy_source + energy_basis.
+    # The raw samples are in ``telemetry``; the figures below are derived from them.
+    power_w: float | None = None  # average over the window, idle draw included
+    peak_power_w: float | None = None
+    idle_power_w: float | None = None  # the idle baseline measured before the run
+    energy_j_per_step: float | None = None  # net of the idle baseline where one was measured (see energy_basis)
+    energy_j_per_sample: float | None = None
+    samples_per_s_per_w: float | None = None
+    utilization_pct: float | None = None
+    energy_source: str | None = None  # measured-nvml | measured-rapl | measured-amdsmi | estimated | unavailable
+    energy_basis: str | None = None
+    throttled: bool | None = None
+    telemetry: dict[str, Any] | None = None  # the window: raw samples, source, basis, idle baseline, extension
+    # Model FLOPs utilization: FLOPs of one step (dlgpu's operator profile) / median step time / peak FLOP/s.
+    flops_per_step: float | None = None
+    mfu: float | None = None
+    mfu_basis: str | None = None
 
     @property
     def samples_per_s(self) -> float | None:
         if self.step_time is None or self.batch_size is None or self.step_time.median <= 0:
             return None
         return self.batch_size / self.step_time.median
+
+    @property
+    def achieved_flops_per_s(self) -> float | None:
+        if self.flops_per_step is None or self.step_time is None or self.step_time.median <= 0:
+            return None
+        return self.flops_per_step / self.step_time.median
 
     @property
     def noisy(self) -> bool | None:
@@ -149,6 +172,21 @@ class BenchResult:
             "noisy": self.noisy,
             "settings": dict(self.settings),
             "wall_time_s": self.wall_time_s,
+            "power_w": self.power_w,
+            "peak_power_w": self.peak_power_w,
+            "idle_power_w": self.idle_power_w,
+            "energy_j_per_step": self.energy_j_per_step,
+            "energy_j_per_sample": self.energy_j_per_sample,
+            "samples_per_s_per_w": self.samples_per_s_per_w,
+            "utilization_pct": self.utilization_pct,
+            "energy_source": self.energy_source,
+            "energy_basis": self.energy_basis,
+            "throttled": self.throttled,
+            "flops_per_step": self.flops_per_step,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "mfu": self.mfu,
+            "mfu_basis": self.mfu_basis,
+            "telemetry": self.telemetry,
         }
 
 
@@ -187,6 +225,8 @@ class BenchConfig:
     warmup_steps: int
     min_steps: int
     max_steps: int
+    telemetry: bool = True  # power/energy/utilization sampled beside the timed steps
+    telemetry_period_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -203,6 +243,9 @@ class BenchReport:
     results: tuple[BenchResult, ...]
     interrupted: bool = False
     schema: str = BENCH_SCHEMA
+    # Per device id: its catalog facts (TDP, peaks, each with a basis), the sensor used and the idle baseline
+    # window (raw samples) that the results' energy figures are net of.
+    telemetry: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -211,6 +254,7 @@ class BenchReport:
             "interrupted": self.interrupted,
             "machine": self.machine.to_dict(),
             "config": self.config.to_dict(),
+            "telemetry": dict(self.telemetry),
             "results": [r.to_dict() for r in self.results],
         }
 

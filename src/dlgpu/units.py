@@ -50,3 +50,20 @@ def format_rate(per_s: float | None) -> str:
     if per_s >= 100:
         return f"{per_s:,.0f}"
     return f"{per_s:.3g}"
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """ "80GB" -> 80e9, "24GiB" or "24g" -> 24 x 2^30, "1000" -> 1000. ValueError on anything else."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (e.g. 80GB, 24GiB, 16g)")
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if value <= 0:
+        raise ValueError(f"{text!r}: a size must be positive")
+    return int(value)

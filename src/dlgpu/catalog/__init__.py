@@ -5,6 +5,7 @@ and compared without a GPU stack."""
 from .columns import CatalogError
 from .loader import Catalog, load_catalog, user_catalog_dir
 from .local import describe_local_cpu, match_cpu, normalize_cpu_name, this_cpu
+from .match import DeviceFacts, device_facts, estimate_cpu_tdp, match_gpu
 from .specs import (
     HARDWARE_ENTRY_SCHEMA,
     HARDWARE_SCHEMA,
@@ -27,13 +28,17 @@ __all__ = [
     "CatalogError",
     "CloudInstance",
     "CpuSpec",
+    "DeviceFacts",
     "GpuSpec",
     "HardwareEntry",
     "HardwareListing",
     "LocalCpu",
     "describe_local_cpu",
+    "device_facts",
+    "estimate_cpu_tdp",
     "load_catalog",
     "match_cpu",
+    "match_gpu",
     "normalize_cpu_name",
     "this_cpu",
     "user_catalog_dir",

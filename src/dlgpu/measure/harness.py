@@ -2,7 +2,13 @@
 
 The hot path (``_time``) is: build, warm up, then ``Timer`` with device synchronization around each step.
 Precision lives here, not in workloads: ``HarnessContext`` applies autocast and the fp16 gradient scaler,
-and ``precision_settings`` sets (and afterwards restores) PyTorch's TF32 switches."""
+and ``precision_settings`` sets (and afterwards restores) PyTorch's TF32 switches.
+
+With a ``TelemetrySetup``, a telemetry window (``measure.telemetry``) opens after the warm-up and closes after
+the last timed step; where the timed steps are shorter than the sensor's ``min_window_s`` the Timer keeps
+stepping until they are not. The window's raw samples and the figures derived from them (power, energy per
+step and per sample, net of the idle baseline the caller measured; samples/s per watt; utilization;
+throttling) go into the ``BenchResult``, labelled with their source and basis."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from dlgpu.workloads.base import WorkloadInstance
 from dlgpu.workloads.registry import WorkloadSpec
 
 from .memory import AllocatorPeak, CpuPeakRss, MpsDriverMemory, PeakMemory
+from .telemetry import DEFAULT_PERIOD_S, Telemetry, TelemetryBackend, TelemetryResult, efficiency, telemetry_backend
 from .timer import Budget, Timer
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -118,6 +125,87 @@ def _free(device: DeviceInfo) -> None:
         torch.xpu.empty_cache()
 
 
+MAX_WINDOW_S = 30.0
+"""The longest a run is extended to reach a sensor's minimum window; a sensor needing more (none known does)
+leaves the window flagged ``too_short`` instead."""
+
+
+@dataclass(frozen=True)
+class TelemetrySetup:
+    """How ``measure`` samples power, energy and utilization beside the timed steps.
+
+    ``backend`` is an open backend the caller owns and closes (``api.bench`` opens one per device per run); None
+    = ``telemetry_backend(device, tdp_w=, tdp_source=)``, built per ``measure`` call and closed by it (what the
+    isolated child process does: a backend holds library handles that do not cross processes, the rest of
+    this does). ``idle`` is the idle baseline measured with the same sensor; energy figures are net of it."""
+
+    period_s: float = DEFAULT_PERIOD_S
+    tdp_w: float | None = None
+    tdp_source: str | None = None
+    idle: TelemetryResult | None = None
+    backend: TelemetryBackend | None = None
+
+    def portable(self) -> TelemetrySetup:
+        """This setup without the open backend, to send to another process."""
+        return TelemetrySetup(self.period_s, self.tdp_w, self.tdp_source, self.idle)
+
+    def open(self, device: DeviceInfo) -> tuple[TelemetryBackend, bool]:
+        """(backend, whether the caller of ``open`` must close it)."""
+        if self.backend is not None:
+            return self.backend, False
+        return telemetry_backend(device, tdp_w=self.tdp_w, tdp_source=self.tdp_source), True
+
+
+NET_MIN_SHARE = 0.1
+"""Energy figures are given net of the idle baseline only where the run drew at least this share more than
+idle (net energy >= this share of the gross): a smaller difference is within the baseline's own noise (or the
+"idle" window was busy with other work), and per-sample figures from it would be meaningless."""
+
+
+def telemetry_fields(res: TelemetryResult, steps: int, batch_size: int, samples_per_s: float | None,
+                     extended_steps: int = 0) -> dict[str, Any]:
+    """The ``BenchResult`` fields of one telemetry window over ``steps`` timed steps of ``batch_size`` samples.
+
+    ``power_w`` and ``peak_power_w`` are what the device drew (idle included). Energy per step and per sample
+    and samples/s per watt are net of the idle baseline where one was measured and the run drew more than it
+    by at least ``NET_MIN_SHARE`` (what the work itself cost); otherwise gross, and ``energy_basis`` says which
+    and why."""
+    net_e, gross_e = res.net_energy_j, res.energy_j
+    net = net_e is not None and gross_e is not None and gross_e > 0 and net_e >= NET_MIN_SHARE * gross_e
+    if res.idle_power_w is None:
+        how = f"gross (no idle baseline: {res.idle_basis or 'none measured'})"
+    elif net:
+        how = f"net of the idle baseline, {res.idle_power_w:.4g} W ({res.idle_basis})"
+    else:
+        how = (f"gross, idle draw included: the run's average power ({res.avg_power_w or 0:.4g} W) exceeded the idle "
+               f"baseline ({res.idle_power_w:.4g} W, {res.idle_basis}) by less than {NET_MIN_SHARE:.0%}, within the "
+               f"baseline's noise (or the idle window was busy with other work on the machine)")
+    eff = efficiency(res, steps=steps, samples=steps * batch_size, samples_per_s=samples_per_s, net=net)
+    too_short = (f"; window {res.duration_s:.3g} s is shorter than the {res.min_window_s:.3g} s this sensor needs "
+                 f"(figures are coarse)" if res.too_short else "")
+    basis = (f"{res.basis}; energy per step, per sample and samples/s/W are {how}; power_w and peak_power_w "
+             f"are gross{too_short}")
+    if res.source == "unavailable":
+        basis = res.basis
+    return {
+        "power_w": res.avg_power_w, "peak_power_w": res.peak_power_w, "idle_power_w": res.idle_power_w,
+        "energy_j_per_step": eff.energy_j_per_step, "energy_j_per_sample": eff.energy_j_per_sample,
+        "samples_per_s_per_w": eff.samples_per_s_per_w, "utilization_pct": res.mean_utilization_pct,
+        "energy_source": res.source, "energy_basis": basis, "throttled": res.throttled,
+        "telemetry": {**res.to_dict(), "steps": steps, "samples_processed": steps * batch_size,
+                      "extended_steps": extended_steps, "net_of_idle": net,
+                      "energy_j_used": eff.energy_j},
+    }
+
+
+def idle_baseline(backend: TelemetryBackend, device: DeviceInfo, period_s: float = DEFAULT_PERIOD_S,
+                  duration_s: float = 1.0) -> TelemetryResult:
+    """Sample ``device`` doing nothing for ``duration_s`` (at least the sensor's minimum window, at most
+    ``MAX_WINDOW_S``): the baseline later windows' net energy subtracts. Call it before the device runs work."""
+    tel = Telemetry(backend, period_s=period_s, device=device.id)
+    return tel.measure_idle(max(duration_s, min(tel.min_window_s, MAX_WINDOW_S)))
+
+
 @dataclass
 class Built:
     """A workload instance on a device, reused across precisions of one (workload, task, device)."""
@@ -138,9 +226,20 @@ def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, see
     return Built(spec, params, inst, device)
 
 
+@dataclass
+class _Timed:
+    samples_s: list[float]
+    warmup_steps: int
+    peak_bytes: int | None
+    memory_kind: str
+    telemetry: TelemetryResult | None = None
+    extended_steps: int = 0
+
+
 def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
-          on_step: Callable[[int, float], None] | None) -> tuple[list[float], int, int | None, str]:
-    """Warm up and time one configuration. Returns (samples, warmup steps, peak bytes, memory kind)."""
+          on_step: Callable[[int, float], None] | None,
+          backend: TelemetryBackend | None = None, setup: TelemetrySetup | None = None) -> _Timed:
+    """Warm up and time one configuration, with a telemetry window around the timed steps if ``backend``."""
     dev = torch.device(built.device.id)
     inst = built.instance
     channels_last = built.spec.channels_last
@@ -170,14 +269,23 @@ def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budg
             with torch.inference_mode():
                 inst.infer_step(batch, ctx)
 
+    tel = None
+    if backend is not None:
+        assert setup is not None
+        tel = Telemetry(backend, period_s=setup.period_s, idle=setup.idle, device=built.device.id)
     tracker = peak_tracker(built.device)
     tracker.reset()
     try:
-        timing = Timer(step, synchronizer(built.device)).run(budget, on_step)
+        timing = Timer(step, synchronizer(built.device)).run(
+            budget, on_step, min_time_s=0.0 if tel is None else min(tel.min_window_s, MAX_WINDOW_S),
+            on_timed_start=None if tel is None else tel.start)
+        window = None if tel is None else tel.stop()
         peak = tracker.peak_bytes()
     finally:
+        if tel is not None and tel.running:
+            tel.stop()
         tracker.close()
-    return timing.samples_s, len(timing.warmup_s), peak, tracker.kind
+    return _Timed(timing.samples_s, len(timing.warmup_s), peak, tracker.kind, window, timing.extended_steps)
 
 
 def measure(
@@ -189,9 +297,34 @@ def measure(
     overrides: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    telemetry: TelemetrySetup | None = None,
 ) -> BenchResult:
     """Measure one configuration; halve the batch on out-of-memory. Never raises for a workload's failure
-    (KeyboardInterrupt does propagate, so the caller can keep what was already measured)."""
+    (KeyboardInterrupt does propagate, so the caller can keep what was already measured).
+
+    ``telemetry``: sample power, energy and utilization beside the timed steps (None: no telemetry fields)."""
+    if telemetry is None:
+        return _measure(built, task, precision, batch_size, budget, overrides, settings, on_step, None, None)
+    backend, owned = telemetry.open(built.device)
+    try:
+        return _measure(built, task, precision, batch_size, budget, overrides, settings, on_step, backend, telemetry)
+    finally:
+        if owned:
+            backend.close()
+
+
+def _measure(
+    built: Built,
+    task: str,
+    precision: str,
+    batch_size: int,
+    budget: Budget,
+    overrides: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    on_step: Callable[[int, float], None] | None,
+    backend: TelemetryBackend | None,
+    setup: TelemetrySetup | None,
+) -> BenchResult:
     started = time.perf_counter()
     bs = batch_size
     base: dict[str, Any] = {
@@ -202,16 +335,22 @@ def measure(
         oom = False
         try:
             with precision_settings(precision) as prec:
-                samples, warm, peak, kind = _time(built, task, precision, bs, budget, on_step)
+                timed = _time(built, task, precision, bs, budget, on_step, backend, setup)
+            stats = StepStats(tuple(timed.samples_s))
+            tel: dict[str, Any] = {}
+            if timed.telemetry is not None:
+                tel = telemetry_fields(timed.telemetry, stats.n, bs, bs / stats.median if stats.median > 0 else None,
+                                       timed.extended_steps)
             return BenchResult(
                 **base, batch_size=bs, status="ok",
                 reason="; ".join(notes) or None,
-                step_time=StepStats(tuple(samples)), warmup_steps=warm,
-                peak_mem_bytes=peak, peak_mem_kind=kind,
+                step_time=stats, warmup_steps=timed.warmup_steps,
+                peak_mem_bytes=timed.peak_bytes, peak_mem_kind=timed.memory_kind,
                 settings={**(settings or {}), **prec, "params": dict(built.params),
                           "channels_last": built.spec.channels_last,
                           "grad_scaler": precision == "fp16" and task == "train"},
                 wall_time_s=time.perf_counter() - started,
+                **tel,
             )
         except KeyboardInterrupt:
             raise

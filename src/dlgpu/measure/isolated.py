@@ -11,18 +11,21 @@ import multiprocessing as mp
 import queue
 import signal
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlgpu.results import BenchResult, DeviceInfo
 
 from .timer import Budget
+
+if TYPE_CHECKING:
+    from .harness import TelemetrySetup
 
 _DONE = "done"
 
 
 def _child(out: Any, workload: str, params: dict[str, Any], device: DeviceInfo, task: str,
            precisions: list[str], batch_size: int, budget: Budget, overrides: dict[str, Any],
-           settings: dict[str, Any], threads: int) -> None:
+           settings: dict[str, Any], threads: int, telemetry: TelemetrySetup | None = None) -> None:
     from dlgpu.devices import use_threads
     from dlgpu.workloads import get_workload
 
@@ -42,7 +45,8 @@ def _child(out: Any, workload: str, params: dict[str, Any], device: DeviceInfo, 
         out.put(_DONE)
         return
     for prec in precisions:
-        out.put(measure(built, task, prec, batch_size, budget, overrides=overrides, settings=settings))
+        out.put(measure(built, task, prec, batch_size, budget, overrides=overrides, settings=settings,
+                        telemetry=telemetry))
     out.put(_DONE)
 
 
@@ -69,15 +73,19 @@ def measure_isolated(
     settings: Mapping[str, Any],
     threads: int,
     memory_note: str,
+    telemetry: TelemetrySetup | None = None,
 ) -> Iterator[BenchResult]:
     """Yield a result for each precision, in order, as the child sends them; those it never sent are
-    ``failed`` with the reason. Closing the generator early (Ctrl-C in the caller) kills the child."""
+    ``failed`` with the reason. Closing the generator early (Ctrl-C in the caller) kills the child.
+
+    ``telemetry``: the child opens its own sensor backend from it (an open one does not cross processes)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(
         target=_child, name=f"dlgpu-{workload}-{task}",
         args=(q, workload, dict(params), device, task, list(precisions), batch_size, budget,
-              dict(overrides), {**settings, "isolated_process": True}, threads),
+              dict(overrides), {**settings, "isolated_process": True}, threads,
+              None if telemetry is None else telemetry.portable()),
     )
     proc.start()
     sent = 0

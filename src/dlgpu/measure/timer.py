@@ -37,11 +37,17 @@ QUICK = Budget(warmup_steps=1, min_steps=3, max_steps=30, budget_s=2.0)
 STANDARD = Budget()
 
 
+MAX_EXTENDED_STEPS = 100_000
+"""However fast a step, an extension to a sensor's minimum window (``Timer.run``'s ``min_time_s``) stops after
+this many extra steps: the window's time is the real bound, this only caps the list of samples."""
+
+
 @dataclass(frozen=True)
 class Timing:
     samples_s: list[float]
     warmup_s: list[float]
-    stop_reason: str  # "max_steps" | "budget" | "stable"
+    stop_reason: str  # "max_steps" | "budget" | "stable": why the budget alone would have stopped
+    extended_steps: int = 0  # steps run after that, only to reach ``min_time_s``
 
 
 class Timer:
@@ -64,27 +70,44 @@ class Timer:
         self.sync()
         return self.clock() - t0
 
-    def run(self, budget: Budget, on_step: Callable[[int, float], None] | None = None) -> Timing:
+    def run(
+        self,
+        budget: Budget,
+        on_step: Callable[[int, float], None] | None = None,
+        *,
+        min_time_s: float = 0.0,
+        on_timed_start: Callable[[], None] | None = None,
+    ) -> Timing:
+        """Warm up, call ``on_timed_start`` (e.g. open a telemetry window), then time steps until the budget
+        says stop. Where the timed steps then add up to less than ``min_time_s`` (the shortest window a power
+        sensor resolves), keep stepping until they reach it (at most ``MAX_EXTENDED_STEPS`` more): every step
+        is kept as a sample, and ``Timing.extended_steps`` counts the extra ones."""
         warm = [self._one() for _ in range(budget.warmup_steps)]
+        if on_timed_start is not None:
+            on_timed_start()
         samples: list[float] = []
         spent = 0.0
         medians: list[float] = []
-        reason = "max_steps"
-        while len(samples) < budget.max_steps:
+        reason: str | None = None
+        extended = 0
+        while True:
             dt = self._one()
             samples.append(dt)
             spent += dt
             if on_step is not None:
                 on_step(len(samples), dt)
-            if len(samples) < budget.min_steps:
-                continue
-            if spent >= budget.budget_s:
-                reason = "budget"
-                break
-            medians.append(statistics.median(samples))
-            if len(medians) > budget.stable_window:
-                old = medians[-budget.stable_window - 1]
-                if abs(medians[-1] - old) <= budget.stable_rel * old:
-                    reason = "stable"
-                    break
-        return Timing(samples_s=samples, warmup_s=warm, stop_reason=reason)
+            if reason is not None:  # extending to min_time_s: the budget has already said stop
+                extended += 1
+            elif len(samples) >= budget.min_steps:
+                if spent >= budget.budget_s:
+                    reason = "budget"
+                else:
+                    medians.append(statistics.median(samples))
+                    if len(medians) > budget.stable_window:
+                        old = medians[-budget.stable_window - 1]
+                        if abs(medians[-1] - old) <= budget.stable_rel * old:
+                            reason = "stable"
+            if reason is None and len(samples) >= budget.max_steps:
+                reason = "max_steps"
+            if reason is not None and (spent >= min_time_s or extended >= MAX_EXTENDED_STEPS):
+                return Timing(samples_s=samples, warmup_s=warm, stop_reason=reason, extended_steps=extended)

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dlgpu.catalog import CloudInstance, HardwareEntry, HardwareListing
@@ -34,18 +35,49 @@ def _step(r: BenchResult) -> str:
     return s + " (noisy)" if r.step_time.noisy else s
 
 
+ESTIMATED_MARK = "*"
+"""Suffix of a power, energy or efficiency figure that is estimated (TDP x utilization), not measured."""
+
+
+def _sig(value: float | None, unit: str = "", mark: str = "") -> str:
+    """3 significant digits with an SI prefix for small values ('12.3 mJ'), or '-'."""
+    if value is None:
+        return "-"
+    scaled, prefix = value, ""
+    if unit and 0 < abs(value) < 1:
+        for p, f in (("m", 1e3), ("µ", 1e6), ("n", 1e9)):
+            scaled, prefix = value * f, p
+            if abs(scaled) >= 1:
+                break
+    text = f"{scaled:,.0f}" if abs(scaled) >= 1000 else f"{scaled:.3g}"
+    return f"{text} {prefix}{unit}".rstrip() + mark
+
+
+def _energy_cells(r: BenchResult) -> tuple[str, str, str, str, str]:
+    """power, J/sample, samples/s/W, utilization, MFU: estimated figures marked, a throttled run flagged."""
+    mark = ESTIMATED_MARK if r.energy_source == "estimated" else ""
+    power = _sig(r.power_w, "W", mark)
+    if r.throttled:
+        power += " [red]throttled[/]"
+    util = "-" if r.utilization_pct is None else f"{r.utilization_pct:.0f}%"
+    mfu = "-" if r.mfu is None else (f"{100 * r.mfu:.2g}%" if r.mfu < 0.1 else f"{100 * r.mfu:.0f}%")
+    return (power, _sig(r.energy_j_per_sample, "J", mark), _sig(r.samples_per_s_per_w, "", mark), util, mfu)
+
+
 def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
     """The results table; the reasons of skipped and failed rows go to ``footnotes`` (reason -> number)."""
     t = Table(title="dlgpu bench: measured on this machine", title_justify="left", show_lines=False)
     for col, justify in (("workload", "left"), ("task", "left"), ("device", "left"), ("precision", "left"),
                          ("batch", "right"), ("samples/s", "right"), ("step (median ± IQR)", "right"),
-                         ("peak mem", "right"), ("vs CPU fp32", "right"), ("real task", "right")):
-        t.add_column(col, justify=justify, no_wrap=col in ("workload", "precision", "device"))  # type: ignore[arg-type]
+                         ("peak mem", "right"), ("vs CPU fp32", "right"), ("real task", "right"),
+                         ("power", "right"), ("J/sample", "right"), ("samples/s/W", "right"), ("util", "right"),
+                         ("MFU", "right")):
+        t.add_column(col, justify=justify, no_wrap=col in ("workload", "precision", "device", "power"))  # type: ignore[arg-type]
     for r in report.results:
         if r.status != "ok":
             mark = footnotes.setdefault(r.reason or r.status, len(footnotes) + 1)
             t.add_row(r.workload, r.task, r.device, r.precision, str(r.batch_size or "-"),
-                      f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", "", "", "", "")
+                      f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", *([""] * 9))
             continue
         batch = str(r.batch_size)
         if r.requested_batch_size and r.batch_size != r.requested_batch_size:
@@ -55,8 +87,47 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
             format_rate(r.samples_per_s), _step(r), format_bytes(r.peak_mem_bytes),
             "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x",
             "-" if r.projection is None else format_duration(r.projection.time_s),
+            *_energy_cells(r),
         )
     return t
+
+
+def energy_notes(report: BenchReport) -> list[str]:
+    """How the power, energy, utilization and MFU columns were obtained, per device, in a line each."""
+    ok = [r for r in report.results if r.status == "ok"]
+    lines = []
+    for dev in dict.fromkeys(r.device for r in ok):
+        rows = [r for r in ok if r.device == dev]
+        sources = sorted({r.energy_source for r in rows if r.energy_source})
+        info = report.telemetry.get(dev) or {}
+        tdp = (info.get("facts") or {}).get("tdp_w")
+        idle = (info.get("idle_baseline") or {}).get("avg_power_w")
+        if "estimated" in sources:
+            lines.append(f"{ESTIMATED_MARK} {dev}: estimated from TDP x utilization, not measured (no power sensor; "
+                         f"TDP {_sig(tdp, 'W')}: {escape((info.get('facts') or {}).get('tdp_basis', '?'))}).")
+        measured = [s for s in sources if s.startswith("measured")]
+        if measured:
+            lines.append(f"{dev}: power and energy measured ({', '.join(measured)}).")
+        if "unavailable" in sources:
+            why = next((r.energy_basis for r in rows if r.energy_source == "unavailable"), None)
+            lines.append(f"{dev}: no power or energy figures ({escape(why or '?')}).")
+        nets = [bool(r.telemetry.get("net_of_idle")) for r in rows if r.telemetry and r.power_w is not None]
+        if idle is not None and nets and all(nets):
+            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({_sig(idle, 'W')}, measured "
+                         "before the runs); power is what the device drew.")
+        elif idle is not None and any(nets):
+            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({_sig(idle, 'W')}) where a "
+                         "run drew clearly more than idle, else gross (each row's energy_basis in --json says).")
+        elif idle is not None and nets:
+            lines.append(f"{dev}: J/sample and samples/s/W include idle draw: the runs drew barely more than the "
+                         f"idle baseline ({_sig(idle, 'W')}), so the machine was busy with other work when it was "
+                         "measured.")
+        if any(r.throttled for r in rows):
+            lines.append(f"{dev}: throttled = clocks held down by a power cap or heat during the run.")
+    if any(r.mfu is not None for r in ok):
+        lines.append("MFU = FLOPs per step (dlgpu's operator profile) / median step time / the device's peak FLOP/s "
+                     "at that precision (see mfu_basis in --json).")
+    return lines
 
 
 def headlines(report: BenchReport, specs: dict[str, WorkloadSpec]) -> list[str]:
@@ -96,6 +167,7 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     notes.append("samples/s and step times are measured (median of per-step times after warm-up); "
                  "'real task' is projected: task samples / measured samples/s.")
     notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
+    notes += energy_notes(report)
     for line in headlines(report, specs):
         console.print(f"• {line}")
     for n in notes:

@@ -33,6 +33,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="short budgets and small batches (minutes on a laptop)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="time budget per configuration (default 10, quick 2)")
+    p.add_argument("--telemetry-period", type=float, metavar="S",
+                   help="seconds between power/utilization samples beside each measured region (default 0.1)")
+    p.add_argument("--no-telemetry", action="store_true",
+                   help="do not sample power, energy and utilization (and measure no idle baseline)")
     p.add_argument("--model", metavar="PKG.MODULE:FACTORY", help="measure your own model (with --input)")
     p.add_argument("--input", dest="inputs", metavar="SPEC",
                    help="your model's inputs without the batch dim, e.g. 3x224x224 or 128:int64:30522")
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
             budget=_budget(args), observer=_ProgressObserver(progress), save_to=save_to,
             custom_specs=custom, include_hostname=args.hostname,
+            telemetry=not args.no_telemetry, telemetry_period_s=args.telemetry_period,
         )
     registered = [w for w in report.config.workloads if not w.startswith("custom:")]
     specs = {s.name: s for s in (api.resolve_workloads(registered) if registered else [])}

@@ -27,6 +27,8 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--task", "-t", default="train", choices=("train", "infer", "decode"))
     a.add_argument("--batch-size", "-b", type=int, metavar="N")
     a.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    a.add_argument("--memory", metavar="SIZE", help="also find the largest batch that fits SIZE (e.g. 80GB, 24GiB)")
+    a.add_argument("--hardware", "-H", metavar="ID", help="also find the largest batch that fits this device's memory")
     a.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.analyze/1)")
     a.set_defaults(run=run_analyze)
 
@@ -63,13 +65,29 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_analyze(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
     from dlgpu.report.terminal import make_console, print_profile
+    from dlgpu.units import format_bytes
 
-    prof = api.analyze(args.workload, args.task, args.precision, args.batch_size,
-                       api.parse_overrides(args.overrides))
+    overrides = api.parse_overrides(args.overrides)
+    fit = api.fit_memory(args.workload, args.task, args.precision, overrides, args.memory, args.hardware)
+    prof = api.analyze(args.workload, args.task, args.precision, args.batch_size, overrides,
+                       target=fit["target"] if fit else "gpu")
+    doc = {"schema": "dlgpu.analyze/1", **prof.to_dict(), "memory_need_bytes": api.memory_need(prof),
+           "largest_batch": fit}
+    for op in doc["ops"]:
+        op["unit"] = api.op_unit(op["kind"], op["dtype"], args.precision)
     if args.json:
-        emit_json({"schema": "dlgpu.analyze/1", **prof.to_dict()})
+        emit_json(doc)
     else:
-        print_profile(make_console(), prof)
+        con = make_console()
+        print_profile(con, prof)
+        con.print(f"memory needed at batch {prof.batch_size}: {format_bytes(doc['memory_need_bytes'])} "
+                  "(weights, gradients, optimizer state, activations, KV cache, largest operator output)")
+        tc = sum(o["flops"] * o["count"] for o in doc["ops"] if o["unit"] != "vector")
+        con.print(f"FLOPs on tensor cores: {100 * tc / (prof.flops or 1):.0f}% (fp16/bf16 autocast dense ops; "
+                  "fp32 convolutions and, at tf32, matmuls use TF32 tensor cores on Ampere and newer)")
+        if fit:
+            con.print(f"largest batch that fits {format_bytes(fit['memory_bytes'])} ({fit['memory_of']}): "
+                      f"{fit['batch_size']:,}")
     return 0
 
 
