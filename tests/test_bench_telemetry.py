@@ -176,7 +176,7 @@ def test_harness_with_nvml_measures_flags_throttling_and_extends_the_window() ->
     # NVML's counter needs a 1 s window: the tiny run was extended to it, every extra step kept and timed.
     tel = r.telemetry
     assert tel["min_window_s"] == pytest.approx(1.0) and not tel["too_short"] and tel["duration_s"] >= 1.0
-    assert r.step_time is not None and r.step_time.n > 10 * TINY_BUDGET.max_steps
+    assert r.step_time is not None and r.step_time.n > TINY_BUDGET.max_steps
     assert tel["extended_steps"] > 0 and r.step_time.n - tel["extended_steps"] in (2, 3)  # TINY_BUDGET's own stop
     # Net of the idle baseline: the counter advanced 300 W x the timed steps, idle is ~60 W.
     assert tel["net_of_idle"] and "net of the idle baseline" in (r.energy_basis or "")
