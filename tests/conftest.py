@@ -17,6 +17,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never write into the developer's real runs folder, nor read their user catalog."""
     monkeypatch.setenv("DLGPU_HOME", str(tmp_path / "dlgpu-home"))
     monkeypatch.setenv("DLGPU_CONFIG_DIR", str(tmp_path / "dlgpu-config"))
+    monkeypatch.delenv("DLGPU_DB", raising=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

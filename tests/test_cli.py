@@ -43,7 +43,7 @@ def test_bench_saves_the_run(tmp_path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["bench", "-w", "test_resnet", "-t", "infer", "-p", "fp32", "--budget", "0.05", "--quick",
                  "-o", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["status"] == "ok"
-    assert "saved:" in capsys.readouterr().err
+    assert "written:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -269,6 +269,52 @@ def _flops_note(flops: float, target: str, batch: int) -> str:
             f"fake tensors as eager PyTorch runs it on a {target.upper()})")
 
 
+class _BenchSink:
+    """Saves a bench run in the results store as it goes. A store that fails (disk full, a locked file past
+    the busy timeout) never costs a measurement: the run goes on, a warning says what was not saved."""
+
+    def __init__(self, db: Path | None) -> None:
+        self.store: Any = None
+        self.run_id: str | None = None
+        if db is not None:
+            from dlgpu.store import Store, new_run_id
+
+            self.store = Store(db)
+            self.run_id = new_run_id()
+
+    def _warn(self, exc: Exception) -> None:
+        import sys
+
+        sys.stderr.write(f"dlgpu: warning: could not save to the results store {self.store.path}: {exc}\n")
+        self.store = None
+
+    def begin(self, report: BenchReport) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        from dlgpu.store import bench_summary
+
+        doc = report.to_dict()
+        try:
+            self.store.begin_bench(self.run_id, doc, bench_summary(doc))
+        except Exception as exc:
+            self._warn(exc)
+
+    def save(self, report: BenchReport, status: str | None = None) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        from dlgpu.store import bench_summary
+
+        doc = report.to_dict()
+        try:
+            self.store.save_bench_results(self.run_id, doc, status, bench_summary(doc))
+        except Exception as exc:
+            self._warn(exc)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
 def bench(
     workloads: Sequence[str] | None = None,
     devices: Sequence[str] | None = None,
@@ -285,12 +331,16 @@ def bench(
     on_step: Callable[[int, float], None] | None = None,
     telemetry: bool = True,
     telemetry_period_s: float | None = None,
+    db: Path | None = None,
 ) -> BenchReport:
     """Measure workloads on this machine's devices. See the module docstring.
 
     ``telemetry``: sample power, energy and utilization beside every measured region (every
     ``telemetry_period_s``, default ``DEFAULT_PERIOD_S``), net of an idle baseline measured once per device;
-    each result also gets its model FLOPs utilization from the operator profile (``analyze``)."""
+    each result also gets its model FLOPs utilization from the operator profile (``analyze``).
+
+    ``db``: the results store to save the run in as it goes (its row first, then every result as it finishes,
+    then ``complete`` or ``interrupted``); None saves nothing there."""
     from dlgpu.devices import detect, select, unsupported_reason, use_threads
     from dlgpu.devices.machine import machine_info
     from dlgpu.measure.harness import build, measure
@@ -335,6 +385,7 @@ def bench(
     machine = machine_info(present, include_hostname)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     obs = observer or _NullObserver()
+    sink = _BenchSink(db)
 
     plans = [
         _Plan(s, params[s.name], per_overrides[s.name], t, d, precs,
@@ -352,7 +403,8 @@ def bench(
         ordered = sorted(results, key=lambda r: (groups[(r.workload, r.task, r.device)],
                                                  PRECISIONS.index(r.precision)))
         final = with_speedups([_project(r, get_spec(r.workload), params[r.workload]) for r in ordered])
-        return BenchReport(created, machine, config, tuple(final), interrupted, telemetry=dict(energy.summary))
+        return BenchReport(created, machine, config, tuple(final), interrupted, telemetry=dict(energy.summary),
+                           run_id=sink.run_id)
 
     by_name = {s.name: s for s in specs}
 
@@ -362,11 +414,13 @@ def bench(
     def add(result: BenchResult) -> None:
         results.append(result)
         obs.finished(result)
+        current = report(interrupted=True)
+        sink.save(current)
         if save_to is not None:
-            write_json_atomic(save_to, report(interrupted=True).to_dict())
+            write_json_atomic(save_to, current.to_dict())
 
     energy = _DeviceEnergy(telemetry, period_s, min(IDLE_BASELINE_S[quick], run_budget.budget_s))
-    step_flops: dict[tuple[Any, ...], tuple[float, str] | str] = {}  # (FLOPs, precision counted at) or why none
+    step_flops: dict[tuple[Any, ...], tuple[float, float, str] | str] = {}  # (FLOPs, bytes, precision) or why none
 
     def finish(result: BenchResult, plan: _Plan) -> BenchResult:
         """A measured result with its model FLOPs utilization (and the telemetry-off label)."""
@@ -385,13 +439,14 @@ def bench(
             obs.started(f"{plan.spec.name} {plan.task}: counting FLOPs (operator profile)")
             try:
                 prof = analyze(plan.spec.name, plan.task, result.precision, batch, plan.overrides, target=target)
-                step_flops[key] = (float(prof.flops), result.precision)
+                step_flops[key] = (float(prof.flops), float(prof.bytes), result.precision)
             except Exception as exc:  # a model that cannot be traced on fake tensors (data-dependent shapes)
                 step_flops[key] = f"no MFU: the step cannot be traced on fake tensors ({type(exc).__name__}: {exc})"
         counted = step_flops[key]
         if isinstance(counted, str):
             return replace(result, mfu_basis=counted[:400])
-        flops, at = counted
+        flops, traffic, at = counted
+        result = replace(result, bytes_per_step=traffic or None)
         note = _flops_note(flops, target, batch) + ("" if at == result.precision else
                                                     f", counted on the {at} step: autocast changes the dtypes of the "
                                                     "same operators, not their FLOPs")
@@ -404,6 +459,7 @@ def bench(
             f"{note} / median step time {stats.median:.4g} s = {achieved / 1e9:,.4g} GFLOP/s achieved, "
             f"over the peak {peak / 1e9:,.4g} GFLOP/s ({peak_basis})"))
 
+    sink.begin(report(interrupted=True))
     cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores,
                     "cpu_native_bf16": cpu.details.get("native_bf16")}
     try:
@@ -465,12 +521,16 @@ def bench(
             del built
     except KeyboardInterrupt:
         final = report(interrupted=True)
+        sink.save(final, "interrupted")
+        sink.close()
         if save_to is not None:
             write_json_atomic(save_to, final.to_dict())
         return final
     finally:
         energy.close()
     final = report(interrupted=False)
+    sink.save(final, "complete")
+    sink.close()
     if save_to is not None:
         write_json_atomic(save_to, final.to_dict())
     return final
@@ -795,9 +855,14 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
              if task != "decode" else f"weights + the KV cache of {prof.params.get('context_len')} tokens x batch "
              f"{prof.batch_size} (traced on fake tensors)") + " + the largest operator output (workspace)"
 
+    spec = resolve_workloads([workload])[0]
+    real = spec.task_samples(task, spec.resolve(dict(overrides or {})))
+    projection = None if real is None else {"description": real[1], "samples": real[0], "time_s": real[0] / sps}
     return {
         "schema": "dlgpu.predict/1",
-        "workload": workload, "task": task, "hardware": gpu.id, "precision": precision,
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "dlgpu": dlgpu_version(),
+        "workload": workload, "task": task, "hardware": gpu.id, "hardware_name": gpu.name,
+        "hardware_kind": "cpu" if gpu.kind == "cpu" else "gpu", "precision": precision,
         "batch_size": prof.batch_size, "overrides": dict(overrides or {}),
         "samples_per_s": sps, "step_time_s": pred.step_time_s,
         "peak_mem_bytes": peak, "peak_mem_basis": f"{basis}; the framework's own memory not included",
@@ -807,10 +872,59 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
         "bound": pred.bound, "tensor_core_flops_share": pred.tensor_core_share,
         "flops": prof.flops, "bytes": prof.bytes, "kernels": prof.kernels,
         "interval": _interval(cal, sps, cpu=gpu.kind == "cpu"),
+        "task_time_s": None if projection is None else projection["time_s"], "task_projection": projection,
+        "peaks_flops_per_s": roof_peaks(gpu), "bandwidth_bytes_per_s": gpu.memory_bandwidth_bytes_per_s,
+        "price_usd": getattr(gpu, "launch_price_usd", None) or None, "tdp_w": gpu.tdp_w or None,
+        "ops": _roof_ops(prof, pred),
         "provenance": ("predicted: per-operator roofline with efficiencies fitted to published measurements"
                        if gpu.kind != "cpu" else "predicted: per-operator roofline with CPU efficiencies fitted to "
                        "what `dlgpu bench` measured on CPUs (see `dlgpu calibrate`)"),
     }
+
+
+def dlgpu_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dlgpu")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+ROOF_OPS = 200
+"""Operators kept in a prediction document for the roofline chart: the most time-consuming ones."""
+
+
+def roof_peaks(gpu: Any) -> dict[str, float]:
+    """A device's compute roofs (FLOP/s) by unit, as the catalog gives them."""
+    names: tuple[tuple[str, str], ...] = (("fp32", "fp32_flops_per_s"), ("tf32 tensor", "tf32_flops_per_s"),
+             ("fp16 tensor (fp32 acc.)", "fp16_fp32acc_flops_per_s"), ("bf16 tensor", "bf16_flops_per_s"))
+    if gpu.kind == "cpu":
+        names = (("fp32", "fp32_flops_per_s"), ("bf16 matrix", "bf16_flops_per_s"))
+    return {label: float(v) for label, attr in names if (v := getattr(gpu, attr, None))}
+
+
+def _roof_ops(prof: Any, pred: Any) -> list[dict[str, Any]]:
+    rows = [{"kind": op.kind, "phase": op.phase, "dtype": op.dtype, "unit": unit, "flops": op.flops,
+             "bytes": op.bytes, "count": op.count, "time_s": t}
+            for op, t, unit in zip(prof.ops, pred.op_seconds, pred.op_units, strict=True)]
+    rows.sort(key=lambda r: -r["time_s"] * r["count"])
+    return rows[:ROOF_OPS]
+
+
+def save_prediction(doc: dict[str, Any], db: Path | None = None) -> str:
+    """Store a prediction (``dlgpu.predict/1``) with this machine's fingerprint; returns its run id."""
+    from dlgpu.devices import detect
+    from dlgpu.devices.machine import machine_info
+    from dlgpu.store import Store, new_run_id
+
+    present, _ = detect()
+    machine = machine_info(present).to_dict()
+    run_id = new_run_id()
+    doc["run_id"] = run_id
+    with Store(db) as store:
+        store.save_predict(run_id, doc, machine)
+    return run_id
 
 
 LOCAL_IDS = ("local", "this", "cpu")
@@ -1007,3 +1121,116 @@ def calibrate(data_files: Sequence[Path] = (), output: Path | None = None,
     }
     write_json_atomic(output or CALIBRATION_FILE, doc)
     return doc
+
+
+# --- the results store: history, sharing, comparison ------------------------------------------------------
+
+
+def parse_when(text: str, flag: str) -> str:
+    """An ISO date or time (UTC when no zone is given), or an age such as ``7d``, ``12h`` or ``30m``, as the
+    ISO text the store compares with."""
+    import re
+
+    t = text.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([dhm])", t)
+    if m:
+        seconds = float(m.group(1)) * {"d": 86400, "h": 3600, "m": 60}[m.group(2)]
+        when = _dt.datetime.now(_dt.UTC) - _dt.timedelta(seconds=seconds)
+        return when.isoformat(timespec="seconds")
+    try:
+        parsed = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        raise BadInput(f"{flag} {text!r}: give a date (2026-11-01), a time (2026-11-01T12:00) or an age "
+                       "(7d, 12h, 30m)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.UTC)
+    return parsed.astimezone(_dt.UTC).isoformat(timespec="seconds")
+
+
+def list_runs(db: Path | None = None, workload: str | None = None, device: str | None = None,
+              kind: str | None = None, since: str | None = None, until: str | None = None,
+              limit: int | None = None) -> list[Any]:
+    from dlgpu.store import Store
+
+    if workload is not None:
+        resolve_workloads([workload]) if not workload.startswith("custom:") else None
+    if limit is not None and limit <= 0:
+        raise BadInput(f"--limit {limit}: must be a positive integer")
+    with Store(db) as store:
+        return store.runs(workload=workload, device=device, kind=kind,
+                          since=None if since is None else parse_when(since, "--since"),
+                          until=None if until is None else parse_when(until, "--until"), limit=limit)
+
+
+def show_run(ref: str, db: Path | None = None) -> Any:
+    from dlgpu.store import Store
+
+    with Store(db) as store:
+        return store.get(ref)
+
+
+EXPORT_SCHEMA = "dlgpu.export/1"
+
+
+def export_runs(refs: Sequence[str], db: Path | None = None) -> dict[str, Any]:
+    """``dlgpu.export/1``: the runs' documents, whole (raw samples included), with their ids and status."""
+    from dlgpu.store import Store
+
+    with Store(db) as store:
+        ids = [store.resolve(r) for r in refs] if refs else store.all_ids()
+        if not ids:
+            raise BadInput(f"nothing to export: the database {store.path} has no runs")
+        runs = []
+        for run_id in dict.fromkeys(ids):
+            got = store.get(run_id)
+            runs.append({"id": got.row.id, "kind": got.row.kind, "status": got.row.status,
+                         "origin": got.row.origin, "created_at": got.row.created_at, "document": got.document})
+    return {"schema": EXPORT_SCHEMA, "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "dlgpu": dlgpu_version(), "runs": runs}
+
+
+def import_files(paths: Sequence[Path], db: Path | None = None) -> dict[str, Any]:
+    """Validate every run of every file first; then write them all in one transaction (or nothing)."""
+    import hashlib
+
+    from dlgpu.store import Store
+    from dlgpu.store.schema import BenchDoc, dump, read_import_file
+    from dlgpu.store.sqlite import canonical
+
+    if not paths:
+        raise BadInput("import: give at least one file (a `dlgpu export` bundle or a bench/predict --json document)")
+    staged: list[tuple[str, str, str, dict[str, Any], str]] = []
+    for path in paths:
+        for exported, parsed in read_import_file(path):
+            doc = dump(parsed)
+            kind = "bench" if isinstance(parsed, BenchDoc) else "predict"
+            run_id = (exported.id if exported else doc.get("run_id")) or \
+                hashlib.sha256(canonical(doc).encode()).hexdigest()[:32]
+            doc["run_id"] = run_id
+            status = exported.status if exported else ("interrupted" if doc.get("interrupted") else "complete")
+            if status == "running":
+                status = "incomplete"  # its process was on another machine: nothing is running it here
+            staged.append((run_id, kind, status, doc, str(path)))
+    with Store(db) as store:
+        added = store.import_runs([(*s[:4], f"imported from {s[4]}") for s in staged])
+    return {"schema": "dlgpu.import/1", "files": [str(p) for p in paths], "runs": [s[0] for s in staged],
+            "added": added, "already_present": [s[0] for s in staged if s[0] not in added]}
+
+
+def compare(refs: Sequence[str] = (), db: Path | None = None, workloads: Sequence[str] = (),
+            catalog_files: Sequence[Path] = ()) -> Any:
+    """The comparison tables and charts (``report.model.Comparison``) over stored runs: the ones named, else
+    every run in the store."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.report.compare import build_comparison
+    from dlgpu.store import Store
+
+    for w in workloads:
+        resolve_workloads([w])
+    with Store(db) as store:
+        ids = [store.resolve(r) for r in refs] if refs else store.all_ids()
+        if not ids:
+            raise BadInput(f"nothing to compare: the database {store.path} has no runs (run `dlgpu bench`, "
+                           "`dlgpu predict`, or `dlgpu import` a file)")
+        runs = [(got.row.to_dict(), got.document) for got in (store.get(i) for i in dict.fromkeys(ids))]
+    return build_comparison(runs, load_catalog(catalog_files), workloads)

@@ -128,6 +128,7 @@ class BenchResult:
     telemetry: dict[str, Any] | None = None  # the window: raw samples, source, basis, idle baseline, extension
     # Model FLOPs utilization: FLOPs of one step (dlgpu's operator profile) / median step time / peak FLOP/s.
     flops_per_step: float | None = None
+    bytes_per_step: float | None = None  # memory traffic of one step, from the same operator profile
     mfu: float | None = None
     mfu_basis: str | None = None
 
@@ -183,11 +184,41 @@ class BenchResult:
             "energy_basis": self.energy_basis,
             "throttled": self.throttled,
             "flops_per_step": self.flops_per_step,
+            "bytes_per_step": self.bytes_per_step,
             "achieved_flops_per_s": self.achieved_flops_per_s,
             "mfu": self.mfu,
             "mfu_basis": self.mfu_basis,
             "telemetry": self.telemetry,
         }
+
+
+_DERIVED = frozenset({"samples_per_s", "noisy", "task_time_s", "achieved_flops_per_s", "step_time_s",
+                      "task_projection"})
+
+
+def result_from_dict(d: dict[str, Any]) -> BenchResult:
+    """The inverse of ``BenchResult.to_dict`` (derived figures are recomputed from the raw samples)."""
+    fields = set(BenchResult.__dataclass_fields__)
+    kw = {k: v for k, v in d.items() if k in fields and k not in _DERIVED}
+    st = d.get("step_time_s")
+    tp = d.get("task_projection")
+    return BenchResult(**kw, step_time=None if st is None else StepStats(tuple(st["samples"])),
+                       projection=None if tp is None else TaskProjection(**tp))
+
+
+def report_from_dict(d: dict[str, Any]) -> BenchReport:
+    """The inverse of ``BenchReport.to_dict``, for documents read back from the store or a file."""
+    m = dict(d["machine"])
+    m["cpu_flags"] = tuple(m.get("cpu_flags") or ())
+    m["devices"] = tuple(DeviceInfo(**dev) for dev in m.get("devices") or ())
+    m = {k: v for k, v in m.items() if k in MachineInfo.__dataclass_fields__}
+    c = dict(d["config"])
+    for k in ("workloads", "devices", "precisions", "tasks"):
+        c[k] = tuple(c[k])
+    return BenchReport(created_at=d["created_at"], machine=MachineInfo(**m), config=BenchConfig(**c),
+                       results=tuple(result_from_dict(r) for r in d.get("results") or ()),
+                       interrupted=bool(d.get("interrupted")), schema=d.get("schema", BENCH_SCHEMA),
+                       run_id=d.get("run_id"), telemetry=dict(d.get("telemetry") or {}))
 
 
 @dataclass(frozen=True)
@@ -204,6 +235,7 @@ class MachineInfo:
     dlgpu: str
     cpu_flags: tuple[str, ...]
     devices: tuple[DeviceInfo, ...]
+    gpu_driver: str | None = None  # NVIDIA or AMD kernel driver version, where a GPU is present
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -243,6 +275,7 @@ class BenchReport:
     results: tuple[BenchResult, ...]
     interrupted: bool = False
     schema: str = BENCH_SCHEMA
+    run_id: str | None = None  # its id in the results store, where it was saved there
     # Per device id: its catalog facts (TDP, peaks, each with a basis), the sensor used and the idle baseline
     # window (raw samples) that the results' energy figures are net of.
     telemetry: dict[str, Any] = field(default_factory=dict)
@@ -250,6 +283,7 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
+            **({"run_id": self.run_id} if self.run_id else {}),
             "created_at": self.created_at,
             "interrupted": self.interrupted,
             "machine": self.machine.to_dict(),

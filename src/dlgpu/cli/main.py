@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 
 from dlgpu.errors import BadInput
 
-from .commands import bench, hardware, predict, workloads
+from .commands import bench, compare, hardware, predict, store, workloads
 
-COMMANDS = (bench, workloads, hardware, predict)
+COMMANDS = (bench, workloads, hardware, predict, store, compare)
 
 
 class Parser(argparse.ArgumentParser):

@@ -19,6 +19,36 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def gpu_driver(devices: list[DeviceInfo]) -> str | None:
+    """The GPU kernel driver's version: NVML's for NVIDIA, amdsmi's for AMD; None where neither answers."""
+    backends = {d.backend for d in devices}
+    if "cuda" in backends:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            try:
+                v = pynvml.nvmlSystemGetDriverVersion()
+                return f"nvidia {v.decode() if isinstance(v, bytes) else v}"
+            finally:
+                pynvml.nvmlShutdown()
+        except Exception:
+            return None
+    if "rocm" in backends:
+        try:
+            import amdsmi
+
+            amdsmi.amdsmi_init()
+            try:
+                handle = amdsmi.amdsmi_get_processor_handles()[0]
+                return f"amdgpu {amdsmi.amdsmi_get_gpu_driver_info(handle).get('driver_version')}"
+            finally:
+                amdsmi.amdsmi_shut_down()
+        except Exception:
+            return None
+    return None
+
+
 def machine_info(devices: list[DeviceInfo], include_hostname: bool = False) -> MachineInfo:
     import torch
 
@@ -39,4 +69,5 @@ def machine_info(devices: list[DeviceInfo], include_hostname: bool = False) -> M
         dlgpu=_version("dlgpu") or "unknown",
         cpu_flags=cpu_flags(),
         devices=tuple(devices),
+        gpu_driver=gpu_driver(devices),
     )

@@ -160,6 +160,8 @@ class StepPrediction:
     memory_s: float  # time of operators bound by memory traffic
     overhead_s: float  # fixed per-kernel GPU cost, plus host-side launch time where that bounds the step
     tensor_core_share: float  # share of FLOPs on tensor cores
+    op_seconds: tuple[float, ...] = ()  # per call of each of the profile's operators, in its order (scaled)
+    op_units: tuple[str, ...] = ()  # the unit each operator ran on (tensor, tensor-tf32, vector, cpu-*)
 
     @property
     def bound(self) -> dict[str, float]:
@@ -208,6 +210,8 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
     kernel_term, launch_term = overhead_terms(gen)
     per_kernel = cal.positive(kernel_term, 3e-6)
     compute = memory = tensor_flops = 0.0
+    per_op: list[float] = []
+    units: list[str] = []
     for op in profile.ops:
         unit, peak = unit_peak(op, gpu, precision)
         e = cal.efficiency(unit, op_group(op), gen, op.phase)
@@ -217,6 +221,8 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
             compute += t_c * op.count
         else:
             memory += t_m * op.count
+        per_op.append(max(t_c, t_m))
+        units.append(unit)
         if unit in ("tensor", "tensor-tf32", "cpu-matrix"):
             tensor_flops += op.flops * op.count
     overhead = per_kernel * profile.kernels
@@ -229,4 +235,5 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
     scale = cal.scale(framework, stack)
     total = (compute + memory + overhead) * scale
     flops = profile.flops or 1.0
-    return StepPrediction(total, compute * scale, memory * scale, overhead * scale, tensor_flops / flops)
+    return StepPrediction(total, compute * scale, memory * scale, overhead * scale, tensor_flops / flops,
+                          tuple(t * scale for t in per_op), tuple(units))

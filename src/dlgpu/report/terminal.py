@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -76,14 +77,14 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
     for r in report.results:
         if r.status != "ok":
             mark = footnotes.setdefault(r.reason or r.status, len(footnotes) + 1)
-            t.add_row(r.workload, r.task, r.device, r.precision, str(r.batch_size or "-"),
+            t.add_row(escape(r.workload), r.task, escape(r.device), r.precision, str(r.batch_size or "-"),
                       f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", *([""] * 9))
             continue
         batch = str(r.batch_size)
         if r.requested_batch_size and r.batch_size != r.requested_batch_size:
             batch += f" (asked {r.requested_batch_size})"
         t.add_row(
-            r.workload, r.task, r.device, r.precision, batch,
+            escape(r.workload), r.task, escape(r.device), r.precision, batch,
             format_rate(r.samples_per_s), _step(r), format_bytes(r.peak_mem_bytes),
             "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x",
             "-" if r.projection is None else format_duration(r.projection.time_s),
@@ -361,8 +362,8 @@ def print_hardware_entry(console: Console, entry: HardwareEntry) -> None:
 def print_prediction(console: Console, doc: dict) -> None:
     iv = doc.get("interval")
     rng = "" if not iv else f" (likely {format_rate(iv['low'])}-{format_rate(iv['high'])})"
-    console.print(f"[bold]{doc['workload']}[/] {doc['task']} on [bold]{doc['hardware']}[/] at {doc['precision']}, "
-                  f"batch {doc['batch_size']} [dim](predicted, not measured)[/]")
+    console.print(f"[bold]{escape(doc['workload'])}[/] {doc['task']} on [bold]{escape(doc['hardware'])}[/] at "
+                  f"{doc['precision']}, batch {doc['batch_size']} [dim](predicted, not measured)[/]")
     unit = "tokens" if doc["task"] == "decode" else "samples"  # a decode step makes one token per sequence
     console.print(f"  throughput: {format_rate(doc['samples_per_s'])} {unit}/s{rng}")
     console.print(f"  step time: {format_duration(doc['step_time_s'])}")
@@ -371,8 +372,12 @@ def print_prediction(console: Console, doc: dict) -> None:
                   f"per-kernel overhead {b['overhead']:.0%}; tensor-core FLOPs {doc['tensor_core_flops_share']:.0%}")
     fits = {True: "fits", False: "does NOT fit", None: "unknown fit"}[doc["fits"]]
     console.print(f"  memory: about {format_bytes(doc['peak_mem_bytes'])} of {format_bytes(doc['memory_bytes'])}: "
-                  f"{fits} [dim]({doc['peak_mem_basis']})[/]")
-    console.print(f"[dim]{doc['provenance']}[/]")
+                  f"{fits} [dim]({escape(doc['peak_mem_basis'])})[/]")
+    proj = doc.get("task_projection")
+    if proj:
+        console.print(f"  real task: {escape(proj['description'])}: {format_duration(proj['time_s'])} at the "
+                      "predicted throughput")
+    console.print(f"[dim]{escape(doc['provenance'])}[/]")
 
 
 def print_profile(console: Console, prof: OpProfile) -> None:
@@ -410,3 +415,83 @@ def print_validation(console: Console, doc: dict) -> None:
         console.print(f"median |error| {doc['median_abs_error_pct']:.1f}%, mean |error| "
                       f"{doc['mean_abs_error_pct']:.1f}% over {doc['predicted']} rows; "
                       f"{doc['unsupported']} not predicted")
+
+
+# --- the results store ------------------------------------------------------------------------------------
+
+
+def print_runs(console: Console, rows: Sequence[Any]) -> None:
+    if not rows:
+        console.print("no runs match (run `dlgpu bench` or `dlgpu predict`, or `dlgpu import` a file)")
+        return
+    t = Table(title="dlgpu runs", title_justify="left")
+    for col in ("run", "kind", "created (UTC)", "status", "machine", "what", "origin"):
+        t.add_column(col, no_wrap=col in ("run", "created (UTC)"))
+    style = {"complete": "", "interrupted": "yellow", "incomplete": "red", "running": "cyan"}
+    for r in rows:
+        t.add_row(r.id[:12], r.kind, r.created_at.replace("+00:00", "").replace("T", " "),
+                  f"[{style[r.status]}]{r.status}[/]" if style.get(r.status) else r.status, escape(r.machine),
+                  escape(r.summary), escape(r.origin))
+    console.print(t)
+    console.print("[dim]`dlgpu show RUN` for one run (a prefix of its id is enough); `dlgpu export RUN...` to share[/]")
+
+
+def print_stored_run(console: Console, row: Any, doc: dict[str, Any]) -> None:
+    from dlgpu.results import report_from_dict
+
+    console.print(f"[bold]run {row.id}[/] ({row.kind}, {row.status}), {row.created_at}, {escape(row.origin)}")
+    console.print(f"machine: {escape(row.machine)}")
+    if row.kind == "predict":
+        print_prediction(console, doc)
+        return
+    report = report_from_dict(doc)
+    m = report.machine
+    console.print(f"[dim]torch {escape(m.torch)}, CUDA {m.torch_cuda or '-'}, driver {escape(m.gpu_driver or '-')}, "
+                  f"dlgpu {escape(m.dlgpu)}, {escape(m.platform)}[/]")
+    footnotes: dict[str, int] = {}
+    console.print(bench_table(report, footnotes))
+    for reason, n in footnotes.items():
+        console.print(f"[dim][{n}] {escape(reason)}[/]")
+
+
+# --- comparison ---------------------------------------------------------------------------------------------
+
+SOURCE_STYLE = {"measured": "", "estimated": "yellow", "predicted": "cyan", "catalog": "dim", "computed": ""}
+
+
+def comparison_tables(comp: Any) -> list[Table]:
+    from dlgpu.report.format import format_cell, source_mark
+
+    out = []
+    for tab in comp.tables:
+        t = Table(title=tab.title, title_justify="left", caption=escape(tab.caption), caption_justify="left")
+        for col in tab.columns:
+            t.add_column(col.title, justify="left" if col.unit == "text" else "right")
+        for row in tab.rows:
+            cells = []
+            for cell in row:
+                text = escape(format_cell(cell)) + (source_mark(cell.source) if cell.unit != "text" else "")
+                style = SOURCE_STYLE.get(cell.source or "", "") if cell.unit != "text" else ""
+                cells.append(f"[{style}]{text}[/]" if style else text)
+            t.add_row(*cells)
+        out.append(t)
+    return out
+
+
+def print_comparison(console: Console, comp: Any) -> None:
+    from dlgpu.report.format import SOURCE_MARKS
+
+    legend = ", ".join(f"{mark} {src}" for src, mark in SOURCE_MARKS.items())
+    console.print(f"[bold]dlgpu compare[/]: {len(comp.runs)} runs ({legend})")
+    for run in comp.runs:
+        console.print(f"  [dim]{run.id[:12]} {run.kind:7} {run.created_at} {escape(run.machine)}: "
+                      f"{escape(run.summary)}[/]")
+    for tab, table in zip(comp.tables, comparison_tables(comp), strict=True):
+        if not tab.rows:
+            console.print(f"[dim]{escape(tab.title)}: nothing to compare in these runs[/]")
+            continue
+        console.print(table)
+        for note in tab.notes:
+            console.print(f"  {escape(note)}")
+    for note in comp.notes:
+        console.print(f"[dim]{escape(note)}[/]")

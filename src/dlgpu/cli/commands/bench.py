@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input", dest="inputs", metavar="SPEC",
                    help="your model's inputs without the batch dim, e.g. 3x224x224 or 128:int64:30522")
     p.add_argument("--output", "-o", type=Path, metavar="FILE",
-                   help="where to save the JSON document (default: a new file in the runs folder)")
-    p.add_argument("--no-save", action="store_true", help="do not save the run")
+                   help="also write the JSON document to FILE (rewritten after every result)")
+    p.add_argument("--db", type=Path, metavar="PATH",
+                   help="the results database to save the run in (default: $DLGPU_DB, else the user data dir)")
+    p.add_argument("--no-save", action="store_true", help="do not save the run in the results database")
     p.add_argument("--hostname", action="store_true", help="record this machine's hostname in the results")
     p.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.bench/1) on stdout")
     p.set_defaults(run=run)
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from dlgpu.cli.main import emit_json
     from dlgpu.errors import BadInput
     from dlgpu.report.terminal import make_console, print_bench
-    from dlgpu.store import default_runs_dir
+    from dlgpu.store import default_db_path
     from dlgpu.workloads.custom import custom_spec
 
     custom = []
@@ -91,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if not (args.model and args.inputs):
             raise BadInput("--model and --input go together, e.g. --model mypkg.nets:make --input 3x224x224")
         custom.append(custom_spec(args.model, args.inputs, args.batch_size or 8))
-    save_to = None
-    if not args.no_save:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        save_to = args.output or default_runs_dir() / f"bench-{stamp}.json"
+    db = None if args.no_save else (args.db or default_db_path())
     console = make_console(stderr=args.json)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=Console(stderr=True), transient=True)
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         report = api.bench(
             workloads=args.workload, devices=args.device, precisions=args.precision, tasks=args.task,
             quick=args.quick, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
-            budget=_budget(args), observer=_ProgressObserver(progress), save_to=save_to,
+            budget=_budget(args), observer=_ProgressObserver(progress), save_to=args.output, db=db,
             custom_specs=custom, include_hostname=args.hostname,
             telemetry=not args.no_telemetry, telemetry_period_s=args.telemetry_period,
         )
@@ -110,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     specs = {s.name: s for s in (api.resolve_workloads(registered) if registered else [])}
     specs |= {s.name: s for s in custom}
     print_bench(console, report, specs)
-    if save_to is not None:
-        Console(stderr=True).print(f"[dim]saved: {save_to}[/]", highlight=False)
+    if db is not None and report.run_id:
+        Console(stderr=True).print(f"[dim]saved as run {report.run_id} in {db} (`dlgpu show {report.run_id[:8]}`)[/]",
+                                   highlight=False)
+    if args.output is not None:
+        Console(stderr=True).print(f"[dim]written: {args.output}[/]", highlight=False)
     if args.json:
         emit_json(report.to_dict())
     return 130 if report.interrupted else 0

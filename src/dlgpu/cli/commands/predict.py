@@ -18,6 +18,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", "-b", type=int, metavar="N")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
     p.add_argument("--catalog", action="append", type=Path, default=[], metavar="FILE")
+    p.add_argument("--db", type=Path, metavar="PATH", help="the results database to save the prediction in")
+    p.add_argument("--no-save", action="store_true", help="do not save the prediction in the results database")
     p.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.predict/1)")
     p.set_defaults(run=run_predict)
 
@@ -55,6 +57,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     doc = api.predict(args.workload, args.hardware, args.precision, args.task, args.batch_size,
                       api.parse_overrides(args.overrides), args.catalog)
+    if not args.no_save:
+        api.save_prediction(doc, args.db)
     if args.json:
         emit_json(doc)
     else:
