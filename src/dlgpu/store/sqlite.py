@@ -301,16 +301,21 @@ class Store:
     def save_predict(self, run_id: str, doc: Mapping[str, Any], machine: Mapping[str, Any] | None = None,
                      origin: str = "local", status: str = "complete") -> None:
         with self._write() as db:
-            mid = self._machine_id(db, machine)
-            db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
-                       "summary, doc) VALUES (?, 'predict', ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, doc["schema"], doc.get("created_at") or _now(), doc.get("created_at") or _now(),
-                        status, origin, mid, predict_summary(doc), canonical(doc)))
-            db.execute("INSERT INTO results (run_id, seq, workload, task, device, device_name, precision, batch_size, "
-                       "status, samples_per_s, doc) VALUES (?, 0, ?, ?, ?, ?, ?, ?, 'ok', ?, NULL)",
-                       (run_id, doc["workload"], doc["task"], doc["hardware"],
-                        doc.get("hardware_name") or doc["hardware"], doc["precision"], doc["batch_size"],
-                        doc["samples_per_s"]))
+            self._insert_predict(db, run_id, doc, status, origin, self._machine_id(db, machine))
+
+    @staticmethod
+    def _insert_predict(db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], status: str, origin: str,
+                        machine_id: int | None) -> None:
+        """A prediction: the run row carries the whole document; one results row indexes it."""
+        created = doc.get("created_at") or _now()
+        db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
+                   "summary, doc) VALUES (?, 'predict', ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, doc["schema"], created, created, status, origin, machine_id, predict_summary(doc),
+                    canonical(doc)))
+        db.execute("INSERT INTO results (run_id, seq, workload, task, device, device_name, precision, batch_size, "
+                   "status, samples_per_s, doc) VALUES (?, 0, ?, ?, ?, ?, ?, ?, 'ok', ?, NULL)",
+                   (run_id, doc["workload"], doc["task"], doc["hardware"], doc.get("hardware_name") or doc["hardware"],
+                    doc["precision"], doc["batch_size"], doc["samples_per_s"]))
 
     def import_runs(self, runs: Sequence[tuple[str, str, str, dict[str, Any], str]]) -> list[str]:
         """(id, kind, status, document, origin) each; all in one transaction. Returns the ids newly added (a
@@ -328,17 +333,8 @@ class Store:
                                (run_id, doc["schema"], doc["created_at"], doc["created_at"], status, origin, mid,
                                 bench_summary(doc), canonical(header)))
                     self._insert_results(db, run_id, doc)
-                else:
-                    mid = None
-                    db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, "
-                               "machine_id, summary, doc) VALUES (?, 'predict', ?, ?, ?, ?, ?, NULL, ?, ?)",
-                               (run_id, doc["schema"], doc.get("created_at") or _now(), doc.get("created_at"),
-                                status, origin, predict_summary(doc), canonical(doc)))
-                    db.execute("INSERT INTO results (run_id, seq, workload, task, device, device_name, precision, "
-                               "batch_size, status, samples_per_s, doc) VALUES (?, 0, ?, ?, ?, ?, ?, ?, 'ok', ?, NULL)",
-                               (run_id, doc["workload"], doc["task"], doc["hardware"],
-                                doc.get("hardware_name") or doc["hardware"], doc["precision"], doc["batch_size"],
-                                doc["samples_per_s"]))
+                else:  # the machine a prediction was made on is not in its document: none is recorded
+                    self._insert_predict(db, run_id, doc, status, origin, None)
                 added.append(run_id)
         return added
 
