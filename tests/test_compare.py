@@ -107,13 +107,16 @@ def test_precision_power_and_value_tables(store: dict[str, Any]) -> None:
         assert r["watts"] == a100.tdp_w
         assert r["per_w"] == pytest.approx(r["sps"] / a100.tdp_w)
         if a100.launch_price_usd:
-            assert r["per_usd"] == pytest.approx(1000 * r["sps"] / a100.launch_price_usd)
+            assert r["per_usd"] == pytest.approx(r["sps"] / a100.launch_price_usd)
+        cheapest = min(i.price_usd_per_gpu_hour for i in load_catalog().instances_for("a100-sxm4-80gb"))
+        assert r["rent"] == cheapest
+        assert r["per_rented"] == pytest.approx(3600 * r["sps"] / cheapest)
 
 
 def test_charts_carry_the_data(store: dict[str, Any]) -> None:
     comp = api.compare(db=store["db"])
     charts = {c.id: c for c in comp.charts}
-    assert set(charts) == {"speedup", "train_time", "roofline", "batch_throughput", "value"}
+    assert set(charts) == {"speedup", "train_time", "roofline", "batch_throughput", "value", "value_rent"}
     assert len(charts["speedup"].bars) >= 4 and all(b.value > 0 for b in charts["speedup"].bars)  # type: ignore[union-attr]
     roof = charts["roofline"]
     assert {r.label for r in roof.roofs} >= {"A100 80GB SXM4"}  # type: ignore[union-attr]

@@ -72,7 +72,10 @@ class Entry:
     throttled: bool = False
     price_usd: float | None = None
     tdp_w: float | None = None
+    rent_usd_per_hour: float | None = None  # the catalog's cheapest on-demand price per GPU-hour
+    rent_basis: str | None = None
     overrides: str = ""
+    memory_source: str = "measured"
 
 
 def _over(d: Mapping[str, Any] | None) -> str:
@@ -88,7 +91,7 @@ def _measured_device(dev: Mapping[str, Any], run: Mapping[str, Any], doc: Mappin
     if dev.get("kind") == "cpu":
         cores = dev.get("threads_used") or dev.get("physical_cores")
         row = match_cpu(name, catalog)
-        label = f"{name}, {cores} cores{at}" if cores else f"{name}{at}"
+        label = f"{name}, {cores} core{'s' if cores != 1 else ''}{at}" if cores else f"{name}{at}"
         return f"cpu@{run.get('machine')}", label, "cpu", row
     row_gpu, _why = match_gpu(name, dev.get("memory_bytes"), catalog)
     key = row_gpu.id if row_gpu is not None else f"gpu:{name}"
@@ -122,7 +125,7 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             sps_per_w=r.get("samples_per_s_per_w"), mfu=r.get("mfu"), flops=r.get("flops_per_step"),
             bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
-            overrides=_over(r.get("overrides"))))
+            overrides=_over(r.get("overrides")), **_rent(catalog, row)))
     return out
 
 
@@ -143,11 +146,24 @@ def predict_entry(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
         task_time_s=doc.get("task_time_s"), task_desc=proj.get("description"), peak_mem_bytes=doc.get("peak_mem_bytes"),
         fits=doc.get("fits"), memory_bytes=doc.get("memory_bytes"), flops=doc.get("flops"), bytes=doc.get("bytes"),
         price_usd=doc.get("price_usd") or getattr(row, "launch_price_usd", None),
-        tdp_w=doc.get("tdp_w") or getattr(row, "tdp_w", None), overrides=_over(doc.get("overrides")))
+        tdp_w=doc.get("tdp_w") or getattr(row, "tdp_w", None), overrides=_over(doc.get("overrides")),
+        memory_source="measured" if hw == "local" else "catalog", **_rent(catalog, row))
 
 
 def _row(catalog: Catalog, hw: str) -> GpuSpec | CpuSpec | None:
     return catalog.get(hw) if hw in catalog else None
+
+
+def _rent(catalog: Catalog, row: GpuSpec | CpuSpec | None) -> dict[str, Any]:
+    """The cheapest catalog cloud price per GPU-hour for a GPU, with its provider and date."""
+    if not isinstance(row, GpuSpec):
+        return {}
+    offers = catalog.instances_for(row.id)
+    if not offers:
+        return {}
+    best = min(offers, key=lambda i: i.price_usd_per_gpu_hour)
+    return {"rent_usd_per_hour": best.price_usd_per_gpu_hour,
+            "rent_basis": f"{best.provider} {best.instance}, {best.price_date} ({len(offers)} offers in the catalog)"}
 
 
 # --- cells ---------------------------------------------------------------------------------------------------
@@ -214,8 +230,8 @@ def time_table(entries: Sequence[Entry], task: str) -> tuple[Table, list[Bar], l
     table = Table(
         id=f"{task}_time", title=title,
         caption=("Per workload and device, its fastest precision: throughput and the time of the workload's real "
-                 "task (dataset size x epochs / throughput), with the speedup over the CPU at fp32 (measured where a "
-                 "CPU was measured, else predicted)."),
+                 "task (dataset size x epochs / throughput), with the speedup over the fastest CPU at fp32 (measured "
+                 "where a CPU was measured, else predicted)."),
         columns=(Column("workload", "workload"), Column("device", "device"), Column("source", "source"),
                  Column("precision", "precision"), Column("batch", "batch", ""),
                  Column("sps", "samples/s", "samples/s"), Column("time", "real task", "s"),
@@ -296,33 +312,42 @@ def _watts(e: Entry) -> tuple[float | None, str | None]:
     return (e.tdp_w, "catalog") if e.tdp_w else (None, None)
 
 
-def value_table(entries: Sequence[Entry]) -> tuple[Table, list[ScatterPoint]]:
-    rows, points = [], []
+def value_table(entries: Sequence[Entry]) -> tuple[Table, list[ScatterPoint], list[ScatterPoint]]:
+    rows, buy, rent = [], [], []
     for e in _order(_best(entries).values()):
         watts, wsrc = _watts(e)
         per_usd = e.sps / e.price_usd if e.price_usd else None
+        per_rented = 3600 * e.sps / e.rent_usd_per_hour if e.rent_usd_per_hour else None
         per_w = e.sps / watts if watts else None
         rows.append((_t(e.label), _t(_what(e)), _t(e.task), _t(e.source), _t(e.precision),
-                     Cell(e.memory_bytes, "bytes", "catalog" if e.source == "predicted" else "measured"),
-                     Cell(e.price_usd, "usd", "catalog" if e.price_usd else None), _sps(e),
-                     Cell(None if per_usd is None else 1000 * per_usd, "samples/s/usd",
-                          "computed" if per_usd else None),
+                     Cell(e.memory_bytes, "bytes", e.memory_source), Cell(e.price_usd, "usd", "catalog" if e.price_usd
+                                                                         else None),
+                     Cell(e.rent_usd_per_hour, "usd", "catalog" if e.rent_usd_per_hour else None), _sps(e),
+                     Cell(per_usd, "samples/s/usd", "computed" if per_usd else None),
+                     Cell(per_rented, "samples/usd", "computed" if per_rented else None),
                      Cell(watts, "W", wsrc), Cell(per_w, "samples/s/W", "computed" if per_w else None)))
+        label, group = f"{e.label} ({e.precision})", f"{_what(e)} {e.task}"
         if per_usd and per_w:
-            points.append(ScatterPoint(f"{e.label} ({e.precision})", f"{_what(e)} {e.task}", 1000 * per_usd, per_w,
-                                       e.source))
+            buy.append(ScatterPoint(label, group, per_usd, per_w, e.source))
+        if per_rented and per_w:
+            rent.append(ScatterPoint(label, group, per_rented, per_w, e.source))
     table = Table(
         id="value", title="Price, memory and performance per dollar and per watt",
-        caption=("Per device and workload at its fastest precision. Price is the catalog's launch price (cited per "
-                 "row in `dlgpu hardware show`); per $1,000 = samples/s per 1,000 USD of hardware. Watts are "
-                 "measured or estimated power where the device was measured, else its catalog TDP."),
+        caption=("Per device and workload at its fastest precision. Price: the catalog's launch price; rent: the "
+                 "catalog's cheapest on-demand price per GPU-hour (each row cited in `dlgpu hardware show`). "
+                 "Samples per rented dollar = samples/s x 3600 / rent. Watts are the power measured or estimated "
+                 "where the device was measured, else its catalog TDP."),
         columns=(Column("device", "device"), Column("workload", "workload"), Column("task", "task"),
                  Column("source", "source"), Column("precision", "precision"), Column("memory", "memory", "bytes"),
-                 Column("price", "price", "usd"), Column("sps", "samples/s", "samples/s"),
-                 Column("per_usd", "samples/s per $1,000", "samples/s/usd"), Column("watts", "power", "W"),
+                 Column("price", "price", "usd"), Column("rent", "rent per GPU-hour", "usd"),
+                 Column("sps", "samples/s", "samples/s"),
+                 Column("per_usd", "samples/s per $ of price", "samples/s/usd"),
+                 Column("per_rented", "samples per rented $", "samples/usd"), Column("watts", "power", "W"),
                  Column("per_w", "samples/s per W", "samples/s/W")),
-        rows=tuple(rows))
-    return table, points
+        rows=tuple(rows),
+        notes=tuple(f"rent of {label}: {basis}" for label, basis in
+                    sorted({e.label: e.rent_basis for e in entries if e.rent_basis}.items())))
+    return table, buy, rent
 
 
 def accuracy_table(entries: Sequence[Entry]) -> tuple[Table, list[float]]:
@@ -446,7 +471,7 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     entries = [replace(e, label=names[e.key]) for e in entries]
     train, speed_bars, time_bars = time_table(entries, "train")
     infer_time, _, _ = time_table(entries, "infer")
-    value, value_points = value_table(entries)
+    value, buy_points, rent_points = value_table(entries)
     accuracy, errors = accuracy_table(entries)
     tables = (train, inference_table(entries), infer_time, precision_table(entries), power_table(entries), value,
               accuracy)
@@ -455,8 +480,12 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
         BarChart("train_time", "Time to train (the workload's real task)", "s", True, tuple(time_bars)),
         roofline(entries, runs, catalog),
         batch_chart(entries),
-        ScatterChart("value", "Performance per dollar vs performance per watt", "samples/s per $1,000 of hardware",
-                     "samples/s per W", "samples/s/usd", "samples/s/W", True, True, tuple(value_points)),
+        ScatterChart("value", "Performance per dollar of hardware vs performance per watt",
+                     "samples/s per $ of launch price", "samples/s per W", "samples/s/usd", "samples/s/W", True, True,
+                     tuple(buy_points)),
+        ScatterChart("value_rent", "Samples per rented dollar vs performance per watt",
+                     "samples per $ of cloud rent", "samples/s per W", "samples/usd", "samples/s/W", True, True,
+                     tuple(rent_points)),
     )
     notes = [f"{len(entries)} figures from {len(refs)} runs: "
              f"{sum(e.source == 'measured' for e in entries)} measured, "

@@ -21,12 +21,14 @@ SOURCE_WORDS: dict[str, str] = {
 SOURCE_MARKS: dict[str, str] = {"measured": "ᵐ", "estimated": "ᵉ", "predicted": "ᵖ", "catalog": "ᶜ", "computed": "ᵃ"}
 """A compact superscript marker per source, for text renderings (``ᵃ`` as in arithmetic)."""
 
-UNIT_LABELS: dict[str, str] = {"usd": "$", "samples/s/usd": "samples/s/$", "flop/s": "FLOP/s", "x": "×", "text": ""}
+UNIT_LABELS: dict[str, str] = {"usd": "$", "samples/s/usd": "samples/s/$", "samples/usd": "samples/$",
+                               "flop/s": "FLOP/s", "x": "×", "text": ""}
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
              (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
 _SI_UNITS = {"W": "W", "J": "J", "flop/s": "FLOP/s"}
-_COUNT_UNITS = {"samples/s": "samples/s", "samples/s/W": "samples/s/W", "samples/s/usd": "samples/s/$"}
+_COUNT_UNITS = {"samples/s": "samples/s", "samples/s/W": "samples/s/W", "samples/s/usd": "samples/s/$",
+                "samples/usd": "samples/$"}
 
 
 def finite(value: object) -> TypeGuard[float]:

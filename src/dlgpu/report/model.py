@@ -20,7 +20,7 @@ COMPARE_SCHEMA = "dlgpu.compare/1"
 Source = Literal["measured", "estimated", "predicted", "catalog", "computed"]
 SOURCES: tuple[str, ...] = ("measured", "estimated", "predicted", "catalog", "computed")
 Unit = Literal["", "text", "s", "bytes", "samples/s", "x", "%", "W", "J", "usd", "samples/s/W", "samples/s/usd",
-               "flop/s", "ratio"]
+               "samples/usd", "flop/s", "ratio"]
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def machine_label(fp: Mapping[str, Any]) -> str:
     parts = [f"{n} x{c}" if c > 1 else n for n, c in gpus.items()]
     if cpu:
         cores = cpu.get("threads_used") or cpu.get("physical_cores")
-        parts.append(f"{cpu.get('name')}" + (f" ({cores} cores)" if cores else ""))
+        parts.append(f"{cpu.get('name')}" + (f" ({cores} core{'s' if cores != 1 else ''})" if cores else ""))
     label = " + ".join(parts) or "unknown machine"
     return f"{fp['hostname']}: {label}" if fp.get("hostname") else label
 
@@ -441,5 +441,6 @@ def bench_summary(doc: Mapping[str, Any]) -> str:
 
 
 def predict_summary(doc: Mapping[str, Any]) -> str:
+    sps = doc["samples_per_s"]
     return (f"{doc['workload']} {doc['task']} {doc['precision']} b{doc['batch_size']} on {doc['hardware']}: "
-            f"{doc['samples_per_s']:.3g} samples/s predicted")
+            f"{f'{sps:,.0f}' if sps >= 100 else f'{sps:.3g}'} samples/s predicted")

@@ -108,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     specs = {s.name: s for s in (api.resolve_workloads(registered) if registered else [])}
     specs |= {s.name: s for s in custom}
     print_bench(console, report, specs)
+    note = make_console(stderr=True)
     if db is not None and report.run_id:
-        Console(stderr=True).print(f"[dim]saved as run {report.run_id} in {db} (`dlgpu show {report.run_id[:8]}`)[/]",
-                                   highlight=False)
+        note.print(f"[dim]saved as run {report.run_id} in {db} (`dlgpu show {report.run_id[:8]}`)[/]")
     if args.output is not None:
-        Console(stderr=True).print(f"[dim]written: {args.output}[/]", highlight=False)
+        note.print(f"[dim]written: {args.output}[/]")
     if args.json:
         emit_json(report.to_dict())
     return 130 if report.interrupted else 0
