@@ -634,11 +634,73 @@ def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_s
         raise BadInput(f"--batch-size {bs}: must be a positive integer")
     key = (spec.name, task, precision, bs, repr(sorted(params.items())), optimizer_step, target)
     if key not in _PROFILE_CACHE:
+        cached = None if spec.family == "custom" else _disk_profile(key)
+        if cached is not None:
+            _PROFILE_CACHE[key] = cached
+            return cached
         prof = profile(spec, params, task, precision, bs, target=target)
         if not optimizer_step:
             prof = prof.without_phase("optimizer")
         _PROFILE_CACHE[key] = _replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
+        if spec.family != "custom":
+            _disk_profile(key, _PROFILE_CACHE[key])
     return _PROFILE_CACHE[key]
+
+
+def profile_cache_dir() -> Path:
+    """Where traced profiles are kept between runs: ``$DLGPU_CACHE_DIR``, else ``$DLGPU_HOME/cache``, else
+    the user cache dir (``~/.cache/dlgpu`` on Linux)."""
+    import os
+
+    if os.environ.get("DLGPU_CACHE_DIR"):
+        return Path(os.environ["DLGPU_CACHE_DIR"])
+    if os.environ.get("DLGPU_HOME"):
+        return Path(os.environ["DLGPU_HOME"]) / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dlgpu", appauthor=False))
+
+
+def _trace_version() -> str:
+    """What a cached profile depends on besides its key: torch, and dlgpu's tracing and workload code."""
+    import hashlib
+
+    import torch
+
+    from dlgpu import analyze as analyze_pkg
+    from dlgpu import workloads as workloads_pkg
+
+    h = hashlib.sha256(torch.__version__.encode())
+    for pkg in (analyze_pkg, workloads_pkg):
+        root = Path(str(pkg.__file__)).parent
+        for f in sorted(root.rglob("*")):
+            if f.suffix in (".py", ".toml"):
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_TRACE_VERSION: list[str] = []
+
+
+def _disk_profile(key: tuple[Any, ...], prof: Any = None) -> Any:
+    """Read (``prof`` None) or write a traced profile in the cache dir. A cache that cannot be read or
+    written is no cache: the trace runs again."""
+    import hashlib
+    import json
+
+    from dlgpu.results import profile_from_dict
+
+    if not _TRACE_VERSION:
+        _TRACE_VERSION.append(_trace_version())
+    name = hashlib.sha256(repr((key, _TRACE_VERSION[0])).encode()).hexdigest()[:32]
+    path = profile_cache_dir() / "profiles" / f"{name}.json"
+    try:
+        if prof is None:
+            return profile_from_dict(json.loads(path.read_text())) if path.exists() else None
+        write_json_atomic(path, prof.to_dict())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
 
 
 def memory_need(prof: Any) -> int:
@@ -1234,3 +1296,452 @@ def compare(refs: Sequence[str] = (), db: Path | None = None, workloads: Sequenc
                            "`dlgpu predict`, or `dlgpu import` a file)")
         runs = [(got.row.to_dict(), got.document) for got in (store.get(i) for i in dict.fromkeys(ids))]
     return build_comparison(runs, load_catalog(catalog_files), workloads)
+
+
+# --- advise: does this workload need a GPU, which one, and what will it cost? -----------------------------------
+
+DEFAULT_DEADLINE_S = 24 * 3600.0
+DEFAULT_ELECTRICITY_USD_PER_KWH = 0.15
+DEFAULT_HOURS_PER_DAY = 8.0
+DEFAULT_LIFETIME_YEARS = 3.0
+DEFAULT_CARBON_G_PER_KWH = 475.0
+CARBON_BASIS = "default: the world-average intensity CodeCarbon falls back to (see MEASUREMENT.md §3)"
+SOURCES = ("own", "buy", "rent")
+
+
+@dataclass(frozen=True)
+class _DevicePrediction:
+    precision: str
+    batch: int
+    sps: float
+    step_s: float
+    low: float | None
+    high: float | None
+    basis: str
+    bound: dict[str, float]
+    need_bytes: int
+    fits: bool | None
+    largest_batch: int | None
+    largest_basis: str
+    fp32_sps: float | None
+    parameters: int
+
+
+def _job(spec: WorkloadSpec, params: Mapping[str, Any], task: str, dataset_size: float | None,
+         epochs: float | None, samples: float | None) -> tuple[float, str, str]:
+    """(samples the job processes, what it is, where that comes from)."""
+    f = spec.facts
+    if task == "train" and (dataset_size is not None or epochs is not None):
+        n = dataset_size if dataset_size is not None else f.train_samples
+        e = epochs if epochs is not None else f.epochs
+        if n is None or e is None:
+            raise BadInput(f"{spec.name}: give both --dataset-size and --epochs (its real task does not say "
+                           f"{'the dataset size' if n is None else 'the epochs'})")
+        given = "--dataset-size and --epochs" if dataset_size is not None and epochs is not None else \
+            ("--dataset-size" if dataset_size is not None else "--epochs") + " with the rest from the real task"
+        return n * e, f"{e:g} epochs of {n:,.0f} {spec.sample_unit}s", f"given ({given})"
+    if task != "train" and samples is not None:
+        return samples, f"{samples:,.0f} {'tokens' if task == 'decode' else spec.sample_unit + 's'}", \
+            "given (--samples)"
+    real = spec.task_samples(task, params)
+    if real is None:
+        flags = "--dataset-size and --epochs" if task == "train" else "--samples"
+        raise BadInput(f"{spec.name} {task}: no real task is recorded for it; give {flags}")
+    return real[0], real[1], f"the workload's real task (sources: `dlgpu workloads show {spec.name}`)"
+
+
+MIXED_FIRST = ("bf16", "fp16", "tf32", "fp32")
+"""The order precisions are tried in: once a mixed precision fits at the requested batch, fp32 and TF32 are
+not retraced at a smaller batch (they would be slower still)."""
+
+
+def _predict_device(spec: WorkloadSpec, task: str, device: Any, memory_bytes: int | None, batch: int,
+                    precisions: Sequence[str], overrides: Mapping[str, str], cal: Any) -> _DevicePrediction | str:
+    """The fastest precision that fits on a catalog device (GPU or CPU), at ``batch`` or else at the largest
+    power-of-two batch that fits; a string says why none does.
+
+    Memory at another batch is affine in the batch: the state (weights, gradients, optimizer state) plus
+    the rest of the traced need (activations, KV cache, the largest operator output) scaled by the batch.
+    One trace per precision and batch, shared by every device (``analyze`` caches them): TF32 reuses the
+    fp32 trace (it changes the unit, not the operators)."""
+    from dlgpu.analyze.rescale import rescale
+    from dlgpu.predict import precision_reason, predict_step
+
+    target = "cpu" if device.kind == "cpu" else "gpu"
+    if not device.fp32_flops_per_s or (device.kind != "cpu" and not device.memory_bandwidth_bytes_per_s):
+        return "the catalog has no FP32 peak or memory bandwidth for it: cannot predict it"
+    best: _DevicePrediction | None = None
+    fp32 = None
+    why = "no precision this device supports was asked for"
+    for prec in sorted(precisions, key=MIXED_FIRST.index):
+        if precision_reason(device, prec):
+            continue
+        trace_prec = "fp32" if prec == "tf32" else prec
+        b, largest, how = batch, None, "no memory size for this device"
+        prof = analyze(spec.name, task, trace_prec, b, overrides, target=target)
+        need = memory_need(prof)
+        if memory_bytes is not None:
+            state = prof.state_bytes or 0
+            per_sample = max(need - state, 1) / b
+            largest = int((memory_bytes - state) // per_sample)
+            how = (f"(memory - state {state / 2**30:.2f} GiB) / {per_sample / 2**20:.1f} MiB per sample, traced at "
+                   f"batch {b}: memory is affine in the batch")
+        if memory_bytes is not None and largest is not None and need > memory_bytes:
+            how += "; the step is predicted at the largest power of two that fits"
+            if largest < 1 or (best is not None and prec in ("tf32", "fp32")):
+                why = (f"does not fit: {need / 2**30:.1f} GiB at batch {b}" +
+                       (f", and the state alone is {state / 2**30:.1f} GiB" if largest < 1 else ""))
+                continue
+            b = 1 << (min(largest, batch).bit_length() - 1)
+            prof = rescale(prof, b)
+            need = memory_need(prof)
+            how += f"; its profile is the traced one rescaled to batch {b} (analyze.rescale)"
+        pred = predict_step(prof, device, prec, cal)
+        sps = b / pred.step_time_s
+        iv = _interval(cal, sps, cpu=device.kind == "cpu") or {}
+        if prec == "fp32" and b == batch:
+            fp32 = sps
+        cand = _DevicePrediction(prec, b, sps, pred.step_time_s, iv.get("low"), iv.get("high"),
+                                 iv.get("basis", "no interval"), pred.bound, need,
+                                 None if memory_bytes is None else need <= memory_bytes, largest, how, None,
+                                 prof.parameters)
+        if best is None or cand.sps > best.sps:
+            best = cand
+    if best is None:
+        return why
+    return replace(best, fp32_sps=fp32)
+
+
+def _local_measurements(spec: WorkloadSpec, task: str, overrides: Mapping[str, str], db: Path | None,
+                        machine: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """This machine's newest measured result per device (the fastest precision of the newest run that has
+    one), from the results store; and the run id they come from."""
+    from dlgpu.store import Store, fingerprint
+
+    want = fingerprint(machine)
+    ignore = ("gpu_driver",)  # older documents did not record it
+    key = {k: v for k, v in want.items() if k not in ignore}
+    with Store(db) as store:
+        for row in store.runs(kind="bench", workload=spec.name):
+            doc = store.get(row.id).document
+            fp = {k: v for k, v in fingerprint(doc.get("machine") or {}).items() if k not in ignore}
+            if {**fp, "hostname": None} != {**key, "hostname": None}:
+                continue
+            best: dict[str, dict[str, Any]] = {}
+            for r in doc.get("results") or []:
+                if (r["workload"], r["task"], r["status"]) != (spec.name, task, "ok"):
+                    continue
+                if {k: str(v) for k, v in (r.get("overrides") or {}).items()} != dict(overrides):
+                    continue
+                if r["device"] not in best or r["samples_per_s"] > best[r["device"]]["samples_per_s"]:
+                    best[r["device"]] = r
+            if best:
+                for dev, r in best.items():
+                    fp32 = [x for x in doc["results"] if (x["workload"], x["task"], x["device"], x["precision"],
+                                                         x["status"]) == (spec.name, task, dev, "fp32", "ok")]
+                    r["_fp32_sps"] = fp32[0]["samples_per_s"] if fp32 else None
+                    r["_run_id"] = row.id
+                    r["_created_at"] = row.created_at
+                return best, row.id
+    return {}, None
+
+
+def advise(workload: str, task: str = "train", *, dataset_size: float | None = None, epochs: float | None = None,
+           samples: float | None = None, deadline: str | None = None, budget: float | None = None,
+           max_power: float | None = None, electricity: float | None = None, hours_per_day: float | None = None,
+           lifetime_years: float | None = None, carbon: float | None = None, pue: float = 1.0,
+           power_factor: float = 1.0, sources: Sequence[str] = (), hardware: Sequence[str] = (),
+           prices: Sequence[str] = (), precisions: Sequence[str] | None = None, batch_size: int | None = None,
+           overrides: Mapping[str, str] | None = None, measure: bool = False, db: Path | None = None,
+           catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """``dlgpu.advise/1``: a ranked table of ways to run a job (this machine's devices, catalog GPUs to buy,
+    cloud instances to rent) and the verdict over them. See ``advise.verdict``."""
+    from dlgpu.advise import Candidate, Constraints, Figure, cost, decide
+    from dlgpu.catalog import device_facts, load_catalog, match_gpu
+    from dlgpu.devices import detect
+    from dlgpu.devices.machine import machine_info
+
+    # --- validate everything first -------------------------------------------------------------------------
+    def positive(value: float | None, flag: str, zero_ok: bool = False) -> None:
+        import math as _m
+
+        if value is not None and (not _m.isfinite(value) or value < 0 or (value == 0 and not zero_ok)):
+            raise BadInput(f"{flag} {value:g}: must be a {'non-negative' if zero_ok else 'positive'} number")
+
+    if task not in TASKS:
+        raise BadInput(f"--task {task}: not one of {', '.join(TASKS)}")
+    positive(budget, "--budget", zero_ok=True)
+    positive(max_power, "--max-power")
+    positive(electricity, "--electricity", zero_ok=True)
+    positive(carbon, "--carbon-intensity", zero_ok=True)
+    positive(lifetime_years, "--lifetime-years")
+    positive(dataset_size, "--dataset-size")
+    positive(epochs, "--epochs")
+    positive(samples, "--samples")
+    if hours_per_day is not None and not 0 < hours_per_day <= 24:
+        raise BadInput(f"--hours-per-day {hours_per_day:g}: must be in (0, 24]")
+    if not pue >= 1:
+        raise BadInput(f"--pue {pue:g}: a power usage effectiveness is 1 or more")
+    if not 0 < power_factor <= 1:
+        raise BadInput(f"--power-factor {power_factor:g}: must be in (0, 1] (the share of TDP drawn)")
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"--batch-size {batch_size}: must be a positive integer")
+    try:
+        deadline_s = DEFAULT_DEADLINE_S if deadline is None else cost.parse_duration(deadline)
+    except ValueError as exc:
+        raise BadInput(f"--deadline {exc}") from None
+    bad = [s for s in sources if s not in SOURCES]
+    if bad:
+        raise BadInput(f"--{bad[0]}: not a candidate source (valid: {', '.join(SOURCES)})")
+    use = set(sources or SOURCES)
+    catalog = load_catalog(catalog_files)
+    restrict = {catalog.get(h).id for h in hardware if h.strip().lower() not in LOCAL_IDS}
+    local_asked = any(h.strip().lower() in LOCAL_IDS for h in hardware)
+    given_price: dict[str, float] = {}
+    for item in prices:
+        hid, sep, val = item.partition("=")
+        try:
+            price = float(val)
+        except ValueError:
+            price = -1.0
+        if not sep or price < 0:
+            raise BadInput(f"--price {item!r}: give ID=USD, e.g. --price rtx-4090=1599")
+        given_price[catalog.get(hid.strip()).id] = price
+    spec = resolve_workloads([workload])[0]
+    check_task(spec, task)
+    ovr = dict(overrides or {})
+    params = spec.resolve(_overrides_for([spec], ovr)[spec.name])
+    precs = resolve_choice(precisions, PRECISIONS, "--precision", PRECISIONS)
+    job_samples, job_what, job_basis = _job(spec, params, task, dataset_size, epochs, samples)
+    batch = batch_size or (DECODE_BATCH if task == "decode" else spec.batch_size)
+    k = Constraints(
+        deadline_s=deadline_s, deadline_basis=f"--deadline {deadline}" if deadline else "default: 24 h",
+        budget_usd=budget, max_power_w=max_power,
+        electricity_usd_per_kwh=Figure(DEFAULT_ELECTRICITY_USD_PER_KWH if electricity is None else electricity,
+                                       "assumed" if electricity is None else "given",
+                                       "default, an assumption: set --electricity" if electricity is None
+                                       else "--electricity"),
+        carbon_g_per_kwh=Figure(DEFAULT_CARBON_G_PER_KWH if carbon is None else carbon,
+                                "assumed" if carbon is None else "given",
+                                CARBON_BASIS if carbon is None else "--carbon-intensity"),
+        pue=pue, hours_per_day=hours_per_day or DEFAULT_HOURS_PER_DAY,
+        lifetime_years=lifetime_years or DEFAULT_LIFETIME_YEARS, power_factor=power_factor)
+    cal = load_calibration()
+    present, _ = detect()
+    machine = machine_info(present).to_dict()
+
+    # --- this machine: stored measurements, or a fresh one, or a prediction ----------------------------------
+    notes: list[str] = []
+    measured, run_id = ({}, None)
+    if "own" in use:
+        if measure:
+            rep = bench(workloads=[spec.name], tasks=[task], quick=True, overrides=ovr, db=db,
+                        precisions=precs)
+            measured = {r.device: {**r.to_dict(), "_run_id": rep.run_id, "_created_at": rep.created_at,
+                                   "_fp32_sps": next((x.samples_per_s for x in rep.results if x.device == r.device
+                                                      and x.precision == "fp32" and x.status == "ok"), None)}
+                        for r in sorted((r for r in rep.results if r.status == "ok"),
+                                        key=lambda r: r.samples_per_s or 0)}
+            run_id = rep.run_id
+        else:
+            measured, run_id = _local_measurements(spec, task, ovr, db, machine)
+        if not measured:
+            notes.append(f"Nothing is stored for {spec.name} {task} on this machine, so its CPU is predicted, not "
+                         "measured: run with --measure (or `dlgpu bench`) to measure it.")
+
+    def figures_for(sps: Figure, power: Figure, extra: dict[str, Figure], origin: str, price: float | None,
+                    rent_per_h: float | None, price_source: str = "catalog") -> dict[str, Figure]:
+        t = cost.job_time_s(job_samples, sps.value or 0.0)
+        tf = Figure(t, "computed", f"{job_samples:,.0f} samples / {sps.source} throughput")
+        kwh = cost.energy_kwh(power.value, t, k.pue) if power.value else None
+        figs = {"samples_per_s": sps, "time_s": tf, "power_w": power, **extra}
+        figs["energy_kwh"] = Figure(kwh, "computed" if power.source in ("measured", "catalog") else "estimated",
+                                    f"power ({power.source}) x time x PUE {k.pue:g}")
+        elec = None if kwh is None or origin == "rent" else kwh * (k.electricity_usd_per_kwh.value or 0.0)
+        figs["electricity_usd"] = Figure(elec, "computed", "energy x electricity price" if origin != "rent" else
+                                         "included in the rent")
+        figs["carbon_kg"] = Figure(None if kwh is None else kwh * (k.carbon_g_per_kwh.value or 0.0) / 1000,
+                                   "computed", "energy x carbon intensity")
+        job_cost = None
+        if origin == "rent" and rent_per_h is not None:
+            job_cost = cost.rent_usd(rent_per_h, t)
+            figs["rent_usd"] = Figure(job_cost, "computed", "hours x hourly price (billed per second)")
+        elif origin == "buy":
+            figs["upfront_usd"] = Figure(None, "unavailable", "no launch price in the catalog: give --price ID=USD")
+            figs["amortized_usd"] = Figure(None, "unavailable", "no price")
+            if price is not None:
+                figs["upfront_usd"] = Figure(price, price_source,
+                                             "--price" if price_source == "given" else "the catalog's launch price")
+                am = cost.amortized_usd(price, t, k.hours_per_day, k.lifetime_years)
+                figs["amortized_usd"] = Figure(am, "computed", f"price x job hours / ({k.hours_per_day:g} h/day x "
+                                               f"365 x {k.lifetime_years:g} years)")
+                job_cost = am + (elec or 0.0)
+        else:
+            job_cost = elec
+        figs["job_cost_usd"] = Figure(job_cost, "computed", {"own": "electricity", "buy": "amortized purchase + "
+                                      "electricity", "rent": "rent"}[origin])
+        figs["samples_per_usd"] = Figure(job_samples / job_cost if job_cost else None, "computed",
+                                         "samples / job cost")
+        figs["samples_per_s_per_w"] = Figure((sps.value or 0) / power.value if power.value else None, "computed",
+                                             "throughput / power")
+        return figs
+
+    cands: list[Candidate] = []
+
+    def predicted_candidate(cid: str, origin: str, name: str, dev: Any, mem: int | None, n_gpus: int = 1,
+                            price: float | None = None, rent_per_h: float | None = None,
+                            tdp: float | None = None, tdp_basis: str = "", consumer: bool = False,
+                            cache: dict[str, Any] | None = None, batch: int = batch) -> None:
+        key = dev.id
+        if cache is not None and key in cache:
+            p = cache[key]
+        else:
+            p = _predict_device(spec, task, dev, mem, batch, precs, ovr, cal)
+            if cache is not None:
+                cache[key] = p
+        if isinstance(p, str):
+            cands.append(Candidate(cid, origin, name, dev.id, dev.kind if dev.kind == "cpu" else "gpu", n_gpus,
+                                   "-", batch, {}, fits=False, excluded=p))
+            return
+        sps, basis = p.sps, f"predicted per-operator roofline ({p.basis})"
+        step = p.step_s
+        extra: dict[str, Figure] = {}
+        if n_gpus > 1:
+            link = getattr(dev, "interconnect_bytes_per_s", None)
+            if task == "train" and link:
+                ar = cost.allreduce_s(4.0 * p.parameters, n_gpus, link)
+                sps = cost.data_parallel_samples_per_s(step, p.batch, n_gpus, ar)
+                basis += (f"; x{n_gpus} data parallel with a ring all-reduce of {4 * p.parameters / 1e6:,.0f} MB of "
+                          f"fp32 gradients over {getattr(dev, 'interconnect', None) or 'the interconnect'} "
+                          f"({link / 1e9:,.0f} GB/s), not overlapped: {ar * 1e3:.3g} ms per step")
+                extra["allreduce_s"] = Figure(ar, "computed", "2 (n-1)/n x gradient bytes / link bandwidth")
+            else:
+                sps = n_gpus * sps
+                basis += (f"; x{n_gpus} replicas" + ("" if task != "train" else
+                          ", perfect scaling assumed: the catalog has no interconnect bandwidth for it"))
+        low = p.low * sps / p.sps if p.low else None
+        high = p.high * sps / p.sps if p.high else None
+        power = Figure(tdp * n_gpus * k.power_factor if tdp else None, "estimated" if tdp else "unavailable",
+                       f"TDP x {n_gpus} x power factor {k.power_factor:g} ({tdp_basis})" if tdp else
+                       f"no TDP for {name}")
+        extra |= {"samples_per_s_low": Figure(low, "predicted", p.basis),
+                  "samples_per_s_high": Figure(high, "predicted", p.basis),
+                  "fp32_samples_per_s": Figure(p.fp32_sps * sps / p.sps if p.fp32_sps else None, "predicted", ""),
+                  "step_time_s": Figure(step, "predicted", "one step of one device"),
+                  "peak_mem_bytes": Figure(p.need_bytes, "predicted", "traced on fake tensors: weights, gradients, "
+                                           "optimizer state, activations, largest operator output"),
+                  "memory_bytes": Figure(mem, "catalog" if dev.kind != "cpu" or origin != "own" else "measured",
+                                         "device memory"),
+                  "largest_batch": Figure(p.largest_batch, "predicted", p.largest_basis) if p.largest_batch
+                  else Figure(None, "predicted", p.largest_basis)}
+        figs = figures_for(Figure(sps, "predicted", basis), power, extra, origin, price, rent_per_h,
+                           "given" if dev.id in given_price else "catalog")
+        notes_c = []
+        if p.batch != batch:
+            notes_c.append(f"batch {p.batch}: {batch} does not fit in {mem / 2**30:.0f} GiB" if mem else "")
+        if consumer and getattr(dev, "fp16_fp32acc_flops_per_s", None) and getattr(dev, "fp16_flops_per_s", None):
+            ratio = dev.fp16_fp32acc_flops_per_s / dev.fp16_flops_per_s
+            if ratio < 0.99:
+                notes_c.append(f"fp16 with fp32 accumulate (what autocast uses) runs at {ratio:.0%} of its fp16 rate "
+                               "on this GeForce card (catalog)")
+        over = max_power is not None and power.value is not None and power.value > max_power
+        cands.append(Candidate(cid, origin, name, dev.id, "cpu" if dev.kind == "cpu" else "gpu", n_gpus, p.precision,
+                               p.batch, figs, fits=p.fits, bound=p.bound, consumer=consumer,
+                               notes=tuple(n for n in notes_c if n),
+                               excluded=f"draws {power.value:,.0f} W, over --max-power {max_power:g} W" if over
+                               else None))
+
+    # own devices
+    if "own" in use and (not restrict or local_asked):
+        cpu_dev = present[0]
+        r = measured.get("cpu")
+        if r is not None:
+            sps = Figure(r["samples_per_s"], "measured", f"dlgpu bench run {r['_run_id'][:8]} on this machine, "
+                         f"{r['_created_at']}, batch {r['batch_size']}, {r['precision']}")
+            src = r.get("energy_source") or ""
+            power = Figure(r.get("power_w"), "measured" if src.startswith("measured") else "estimated",
+                           r.get("energy_basis") or "no power figure") if r.get("power_w") else \
+                Figure(None, "unavailable", "bench recorded no power")
+            extra = {"fp32_samples_per_s": Figure(r.get("_fp32_sps"), "measured", "the same run at fp32"),
+                     "step_time_s": Figure(r["step_time_s"]["median"], "measured", "median of the timed steps"),
+                     "peak_mem_bytes": Figure(r.get("peak_mem_bytes"), "measured", r.get("peak_mem_kind") or ""),
+                     "memory_bytes": Figure(cpu_dev.memory_bytes, "measured", "this machine's memory")}
+            figs = figures_for(sps, power, extra, "own", None, None)
+            cands.append(Candidate("own:cpu", "own", f"this CPU ({cpu_dev.name}, {cpu_dev.threads_used} cores)",
+                                   "local", "cpu", 0, r["precision"], r["batch_size"], figs, fits=True))
+        else:
+            dev, mem, _basis = prediction_device("local", catalog)
+            facts = device_facts(cpu_dev, catalog)
+            predicted_candidate("own:cpu", "own", f"this CPU ({cpu_dev.name}, {cpu_dev.threads_used} cores)", dev,
+                                mem, 1, tdp=facts.tdp_w, tdp_basis=facts.tdp_basis,
+                                batch=batch_size or (DECODE_BATCH if task == "decode" else spec.quick_batch_size))
+        for g in present[1:]:
+            row, _why = match_gpu(g.name, g.memory_bytes, catalog)
+            r = measured.get(g.id)
+            if r is not None:
+                sps = Figure(r["samples_per_s"], "measured", f"dlgpu bench run {r['_run_id'][:8]}, {r['precision']}")
+                src = r.get("energy_source") or ""
+                power = Figure(r.get("power_w"), "measured" if src.startswith("measured") else "estimated",
+                               r.get("energy_basis") or "")
+                figs = figures_for(sps, power, {"memory_bytes": Figure(g.memory_bytes, "measured", "")}, "own",
+                                   None, None)
+                cands.append(Candidate(f"own:{g.id}", "own", f"this machine's {g.name}", g.id, "gpu", 1,
+                                       r["precision"], r["batch_size"], figs, fits=True))
+            elif row is not None:
+                predicted_candidate(f"own:{g.id}", "own", f"this machine's {g.name}", row, g.memory_bytes,
+                                    tdp=row.tdp_w, tdp_basis="catalog TDP")
+
+    # catalog GPUs to buy, cloud instances to rent
+    cache: dict[str, Any] = {}
+    if "buy" in use:
+        for spec_g in catalog.gpus:
+            if restrict and spec_g.id not in restrict:
+                continue
+            predicted_candidate(f"buy:{spec_g.id}", "buy", spec_g.name, spec_g, spec_g.memory_bytes, 1,
+                                price=given_price.get(spec_g.id, spec_g.launch_price_usd), tdp=spec_g.tdp_w,
+                                tdp_basis="catalog TDP", consumer=_consumer(spec_g), cache=cache)
+    if "rent" in use:
+        for inst in catalog.cloud:
+            if restrict and inst.gpu_id not in restrict:
+                continue
+            rg = catalog.gpu(inst.gpu_id)
+            name = f"{inst.provider} {inst.instance}" + (f" ({inst.gpu_count}x {rg.name})" if inst.gpu_count > 1
+                                                         else f" ({rg.name})")
+            predicted_candidate(f"rent:{inst.provider}:{inst.instance}", "rent", name, rg, rg.memory_bytes,
+                                inst.gpu_count, rent_per_h=inst.price_usd_per_hour, tdp=rg.tdp_w,
+                                tdp_basis="catalog TDP", consumer=_consumer(rg), cache=cache)
+    if not cands:
+        raise BadInput("no candidates: --own/--buy/--rent and --hardware left nothing to compare")
+    cands.sort(key=lambda c: (c.excluded is not None, c.time_s))
+    verdict = decide(cands, k)
+    return {
+        "schema": "dlgpu.advise/1", "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "dlgpu": dlgpu_version(), "workload": spec.name, "task": task, "overrides": ovr,
+        "job": {"samples": job_samples, "description": job_what, "basis": job_basis,
+                "unit": "tokens" if task == "decode" else f"{spec.sample_unit}s"},
+        "batch_size": batch, "precisions": list(precs), "sources": sorted(use), "constraints": k.to_dict(),
+        "local": {"measured": bool(measured), "run_id": run_id,
+                  "basis": "stored dlgpu bench results for this machine" if measured and not measure else
+                  ("measured now (--measure, quick budgets)" if measured else "predicted (nothing stored)")},
+        "verdict": verdict.to_dict(), "notes": notes, "candidates": [c.to_dict() for c in cands],
+    }
+
+
+def save_advice(doc: dict[str, Any], db: Path | None = None) -> str:
+    """Store an advise run (``dlgpu.advise/1``) with this machine's fingerprint; returns its run id."""
+    from dlgpu.devices import detect
+    from dlgpu.devices.machine import machine_info
+    from dlgpu.store import Store, new_run_id
+
+    present, _ = detect()
+    run_id = new_run_id()
+    doc["run_id"] = run_id
+    with Store(db) as store:
+        store.save_advise(run_id, doc, machine_info(present).to_dict())
+    return run_id
+
+
+def _consumer(g: Any) -> bool:
+    name = f"{g.name} {g.id}".lower()
+    return any(w in name for w in ("geforce", "rtx-", "gtx", "radeon rx", "titan")) and not any(
+        w in name for w in ("rtx a", "rtx-a", "quadro", "rtx 6000 ada", "l40", "a10"))

@@ -365,3 +365,12 @@ class OpProfile:
             "cache_bytes": self.cache_bytes,
             "by_kind": self.by_kind(), "ops": [o.to_dict() for o in self.ops],
         }
+
+
+def profile_from_dict(d: dict[str, Any]) -> OpProfile:
+    """The inverse of ``OpProfile.to_dict`` (the derived totals are recomputed from the operators)."""
+    ops = tuple(OpRecord(**{k: o[k] for k in OpRecord.__dataclass_fields__ if k in o}) for o in d["ops"])
+    return OpProfile(workload=d["workload"], task=d["task"], precision=d["precision"], batch_size=d["batch_size"],
+                     params=dict(d["params"]), parameters=d["parameters"], ops=ops,
+                     activation_bytes=d.get("activation_bytes"), state_bytes=d.get("state_bytes"),
+                     cache_bytes=d.get("cache_bytes"))

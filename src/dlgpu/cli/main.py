@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 
 from dlgpu.errors import BadInput
 
-from .commands import bench, compare, hardware, predict, store, workloads
+from .commands import advise, bench, compare, hardware, predict, store, workloads
 
-COMMANDS = (bench, workloads, hardware, predict, store, compare)
+COMMANDS = (advise, bench, workloads, hardware, predict, store, compare)
 
 
 class Parser(argparse.ArgumentParser):

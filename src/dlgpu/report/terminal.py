@@ -444,6 +444,9 @@ def print_stored_run(console: Console, row: Any, doc: dict[str, Any]) -> None:
     if row.kind == "predict":
         print_prediction(console, doc)
         return
+    if row.kind == "advise":
+        print_advice(console, doc)
+        return
     report = report_from_dict(doc)
     m = report.machine
     console.print(f"[dim]torch {escape(m.torch)}, CUDA {m.torch_cuda or '-'}, driver {escape(m.gpu_driver or '-')}, "
@@ -495,3 +498,89 @@ def print_comparison(console: Console, comp: Any) -> None:
             console.print(f"  {escape(note)}")
     for note in comp.notes:
         console.print(f"[dim]{escape(note)}[/]")
+
+
+# --- advise ---------------------------------------------------------------------------------------------------
+
+ADVICE_MARKS = {"measured": "ᵐ", "predicted": "ᵖ", "catalog": "ᶜ", "estimated": "ᵉ", "computed": "",
+                "assumed": "ˢ", "given": "ᵍ"}
+
+
+def _fig(c: dict[str, Any], name: str, fmt: str = "sig", unit: str = "") -> str:
+    f = (c.get("figures") or {}).get(name)
+    if not f or f.get("value") is None:
+        return "-"
+    v = float(f["value"])
+    mark = ADVICE_MARKS.get(f.get("source", ""), "")
+    if fmt == "time":
+        text = format_duration(v)
+    elif fmt == "usd":
+        text = f"${v:,.0f}" if v >= 100 else f"${v:,.2f}"
+    else:
+        text = _sig(v, unit)
+    return escape(text) + mark
+
+
+def _cost_cell(c: dict[str, Any]) -> str:
+    name = {"buy": "upfront_usd", "rent": "rent_usd"}.get(c["origin"], "job_cost_usd")
+    return _fig(c, name, "usd")
+
+
+def advice_table(doc: dict[str, Any], top: int) -> Table:
+    k = doc["constraints"]
+    t = Table(title=f"candidates, fastest first (top {top})", title_justify="left")
+    for col, justify in (("#", "right"), ("candidate", "left"), ("how", "left"), ("precision", "left"),
+                         ("batch", "right"), ("time to finish", "right"), ("samples/s", "right"),
+                         ("costs", "right"), ("per job", "right"), ("energy", "right"), ("power", "right"),
+                         ("samples/$", "right"), ("samples/s/W", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    picks = {doc["verdict"].get(x): x.replace("_", " ") for x in ("best_value", "fastest", "cheapest")
+             if doc["verdict"].get(x)}
+    shown = [c for c in doc["candidates"] if not c.get("excluded")][:top]
+    for i, c in enumerate(shown, 1):
+        late = (c["figures"].get("time_s") or {}).get("value") or 0
+        time_text = _fig(c, "time_s", "time")
+        if late > k["deadline_s"]:
+            time_text = f"[red]{time_text}[/]"
+        batch = str(c.get("batch_size") or "-")
+        lb = (c["figures"].get("largest_batch") or {}).get("value")
+        if c.get("fits") is False or (lb and c.get("batch_size") and lb < c["batch_size"]):
+            batch += " [yellow](reduced)[/]"
+        name = escape(c["name"]) + (f" [green]<- {picks[c['id']]}[/]" if c["id"] in picks else "")
+        t.add_row(str(i), name, c["origin"], c["precision"], batch, time_text, _fig(c, "samples_per_s"),
+                  _cost_cell(c), _fig(c, "job_cost_usd", "usd"), _fig(c, "energy_kwh", unit="kWh"),
+                  _fig(c, "power_w", unit="W"), _fig(c, "samples_per_usd"), _fig(c, "samples_per_s_per_w"))
+    return t
+
+
+def print_advice(console: Console, doc: dict[str, Any], top: int = 15) -> None:
+    v, k, job = doc["verdict"], doc["constraints"], doc["job"]
+    style = {"cpu-enough": "bold green", "gpu-needed": "bold yellow", "nothing-meets": "bold red"}[v["answer"]]
+    console.print(f"[bold]dlgpu advise[/] {escape(doc['workload'])} {doc['task']}: {escape(job['description'])} "
+                  f"[dim]({escape(job['basis'])})[/]")
+    console.print(f"[{style}]{escape(v['headline'])}[/]")
+    for r in v["reasons"]:
+        console.print(f"  • {escape(r)}")
+    if v["what_would"]:
+        console.print("  What would meet it:")
+        for w in v["what_would"]:
+            console.print(f"  • {escape(w)}")
+    for n in doc["notes"]:
+        console.print(f"[yellow]{escape(n)}[/]")
+    console.print(advice_table(doc, top))
+    excluded = [c for c in doc["candidates"] if c.get("excluded")]
+    if excluded:
+        console.print(f"[dim]{len(excluded)} candidate(s) left out: " + "; ".join(
+            escape(f"{c['name']}: {c['excluded']}") for c in excluded[:5]) + (" ..." if len(excluded) > 5 else "")
+            + "[/]")
+    e, c = k["electricity_usd_per_kwh"], k["carbon_g_per_kwh"]
+    budget = "none" if k["budget_usd"] is None else f"${k['budget_usd']:,.0f}"
+    console.print(
+        f"[dim]deadline {format_duration(k['deadline_s'])} ({escape(k['deadline_basis'])}); budget {budget}; "
+        f"electricity ${e['value']:g}/kWh ({escape(e['basis'])}); carbon {c['value']:g} g/kWh ({escape(c['basis'])}); "
+        f"purchases amortized over {k['lifetime_years']:g} years at {k['hours_per_day']:g} h/day; "
+        f"PUE {k['pue']:g}.[/]")
+    console.print("[dim]ᵐ measured here  ᵖ predicted  ᶜ catalog  ᵉ estimated  ˢ assumed default  ᵍ given; unmarked: "
+                  "computed from those. costs = the purchase (buy), the rent (rent) or the electricity (own); per job "
+                  "= amortized purchase + electricity, the rent, or the electricity. `--json` has every figure with "
+                  "its basis.[/]")

@@ -303,6 +303,26 @@ class Store:
         with self._write() as db:
             self._insert_predict(db, run_id, doc, status, origin, self._machine_id(db, machine))
 
+    def save_advise(self, run_id: str, doc: Mapping[str, Any], machine: Mapping[str, Any] | None = None,
+                    origin: str = "local", status: str = "complete") -> None:
+        """An advise run: its document whole, indexed by workload and the candidate it ranks first."""
+        with self._write() as db:
+            self._insert_advise(db, run_id, doc, status, origin, self._machine_id(db, machine))
+
+    @staticmethod
+    def _insert_advise(db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], status: str, origin: str,
+                       machine_id: int | None) -> None:
+        created = doc.get("created_at") or _now()
+        db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
+                   "summary, doc) VALUES (?, 'advise', ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, doc["schema"], created, created, status, origin, machine_id, advise_summary(doc),
+                    canonical(doc)))
+        db.executemany(
+            "INSERT INTO results (run_id, seq, workload, task, device, device_name, precision, batch_size, status, "
+            "samples_per_s, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, NULL)",
+            [(run_id, i, doc["workload"], doc["task"], c["hardware"], c["name"], c["precision"], c.get("batch_size"),
+              (c["figures"].get("samples_per_s") or {}).get("value")) for i, c in enumerate(doc["candidates"])])
+
     @staticmethod
     def _insert_predict(db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], status: str, origin: str,
                         machine_id: int | None) -> None:
@@ -333,6 +353,8 @@ class Store:
                                (run_id, doc["schema"], doc["created_at"], doc["created_at"], status, origin, mid,
                                 bench_summary(doc), canonical(header)))
                     self._insert_results(db, run_id, doc)
+                elif kind == "advise":
+                    self._insert_advise(db, run_id, doc, status, origin, None)
                 else:  # the machine a prediction was made on is not in its document: none is recorded
                     self._insert_predict(db, run_id, doc, status, origin, None)
                 added.append(run_id)
@@ -380,7 +402,7 @@ class Store:
         for row in self.db.execute(sql, args):
             rid, kind_, schema, created, finished, status, origin, label, summary, pid, boot = row
             out.append(RunRow(rid, kind_, schema, created, finished, self._status(status, pid, boot), origin,
-                              label or ("(prediction)" if kind_ == "predict" else "unknown"), summary))
+                              label or ("(not recorded)" if kind_ != "bench" else "unknown"), summary))
         return out
 
     def resolve(self, ref: str) -> str:
@@ -417,7 +439,7 @@ class Store:
             doc["interrupted"] = True
         doc["run_id"] = rid
         return StoredRun(RunRow(rid, kind, schema, created, finished, status, origin,
-                                label or ("(prediction)" if kind == "predict" else "unknown"), summary), doc)
+                                label or ("(not recorded)" if kind != "bench" else "unknown"), summary), doc)
 
     def all_ids(self) -> list[str]:
         return [str(r[0]) for r in self.db.execute("SELECT id FROM runs ORDER BY created_at, rowid")]
@@ -444,3 +466,8 @@ def predict_summary(doc: Mapping[str, Any]) -> str:
     sps = doc["samples_per_s"]
     return (f"{doc['workload']} {doc['task']} {doc['precision']} b{doc['batch_size']} on {doc['hardware']}: "
             f"{f'{sps:,.0f}' if sps >= 100 else f'{sps:.3g}'} samples/s predicted")
+
+
+def advise_summary(doc: Mapping[str, Any]) -> str:
+    v = doc.get("verdict") or {}
+    return f"{doc['workload']} {doc['task']}: {v.get('answer', '?')} ({len(doc.get('candidates') or [])} candidates)"

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--device", "-d", metavar="DEV",
                    help="only runs with a result on this device (an id such as cuda:0, a catalog id, or part of "
                         "its name, e.g. A100)")
-    r.add_argument("--kind", choices=("bench", "predict"), help="only this kind of run")
+    r.add_argument("--kind", choices=("bench", "predict", "advise"), help="only this kind of run")
     r.add_argument("--since", metavar="WHEN", help="only runs from then on: a date, a time, or an age (7d, 12h)")
     r.add_argument("--until", metavar="WHEN", help="only runs before then")
     r.add_argument("--limit", "-n", type=int, metavar="N", help="at most N runs")

@@ -1,0 +1,26 @@
+"""A profile at another batch size without tracing again (a trace of a full-size model costs about a second;
+``dlgpu advise`` needs a step at the largest batch that fits on each of fifty GPUs).
+
+Forward and backward operators process the batch: their FLOPs, bytes and the activations kept scale with
+it. Optimizer operators touch the parameters only: they do not. The error is in the bytes of operators
+that also read weights (a convolution reads its weights once per call, whatever the batch), which this
+scales too: at half the traced batch it under-counts them. ``tests/test_rescale.py`` bounds the error
+against real traces."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dlgpu.results import OpProfile
+
+
+def rescale(profile: OpProfile, batch_size: int) -> OpProfile:
+    if batch_size == profile.batch_size:
+        return profile
+    f = batch_size / profile.batch_size
+    ops = tuple(o if o.phase == "optimizer" else
+                replace(o, flops=o.flops * f, bytes_read=o.bytes_read * f, bytes_written=o.bytes_written * f)
+                for o in profile.ops)
+    return replace(profile, batch_size=batch_size, ops=ops,
+                   activation_bytes=None if profile.activation_bytes is None else int(profile.activation_bytes * f),
+                   cache_bytes=None if profile.cache_bytes is None else int(profile.cache_bytes * f))
