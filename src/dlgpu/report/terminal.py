@@ -515,7 +515,9 @@ def _fig(c: dict[str, Any], name: str, fmt: str = "sig", unit: str = "") -> str:
     if fmt == "time":
         text = format_duration(v)
     elif fmt == "usd":
-        text = f"${v:,.0f}" if v >= 100 else f"${v:,.2f}"
+        text = f"${v:,.0f}" if v >= 100 else (f"${v:,.2f}" if v >= 0.01 else f"${v:.2g}")
+    elif unit == "kWh":
+        text = f"{v:,.0f} kWh" if v >= 1000 else f"{v:.3g} kWh"
     else:
         text = _sig(v, unit)
     return escape(text) + mark
