@@ -241,3 +241,20 @@ def test_measure_runs_bench_on_this_machine(tmp_path: Path) -> None:
     cpu = _cand(doc, "own:cpu")
     assert _src(cpu, "samples_per_s") == "measured" and doc["local"]["basis"].startswith("measured now")
     assert cpu["precision"] == "fp32"
+
+
+def test_your_own_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pkg = tmp_path / "mynets.py"
+    pkg.write_text("import torch.nn as nn\n\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64),"
+                   " nn.ReLU(), nn.Linear(64, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["advise", "--model", "mynets:make", "--input", "3x8x8", "--dataset-size", "10000", "--epochs", "2",
+            "-H", "local", "t4", "--db", str(tmp_path / "r.sqlite"), "--json", "--no-save"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["workload"] == "custom:mynets:make" and doc["job"]["samples"] == 20000
+    t4 = _cand(doc, "buy:t4")
+    assert _src(t4, "samples_per_s") == "predicted" and _v(t4, "time_s") == pytest.approx(
+        20000 / _v(t4, "samples_per_s"))
+    assert main(["advise", "--model", "mynets:make", "--input", "3x8x8", "--db", str(tmp_path / "r.sqlite")]) == 2
+    assert "give --dataset-size and --epochs" in capsys.readouterr().err

@@ -626,7 +626,7 @@ def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_s
         raise BadInput(f"--task {task}: not one of {', '.join(TASKS)}")
     if precision not in PRECISIONS:
         raise BadInput(f"--precision {precision}: not one of {', '.join(PRECISIONS)}")
-    spec = get_workload(workload)
+    spec = _CUSTOM[workload] if workload in _CUSTOM else get_workload(workload)
     check_task(spec, task)
     params = spec.resolve(dict(overrides or {}))
     bs = batch_size or (DECODE_BATCH if task == "decode" else spec.batch_size)
@@ -645,6 +645,10 @@ def analyze(workload: str, task: str = "train", precision: str = "fp32", batch_s
         if spec.family != "custom":
             _disk_profile(key, _PROFILE_CACHE[key])
     return _PROFILE_CACHE[key]
+
+
+_CUSTOM: dict[str, WorkloadSpec] = {}
+"""User models (``--model``) that ``analyze`` may trace in this process, by name."""
 
 
 def profile_cache_dir() -> Path:
@@ -1453,7 +1457,7 @@ def advise(workload: str, task: str = "train", *, dataset_size: float | None = N
            power_factor: float = 1.0, sources: Sequence[str] = (), hardware: Sequence[str] = (),
            prices: Sequence[str] = (), precisions: Sequence[str] | None = None, batch_size: int | None = None,
            overrides: Mapping[str, str] | None = None, measure: bool = False, db: Path | None = None,
-           catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+           catalog_files: Sequence[Path] = (), custom: WorkloadSpec | None = None) -> dict[str, Any]:
     """``dlgpu.advise/1``: a ranked table of ways to run a job (this machine's devices, catalog GPUs to buy,
     cloud instances to rent) and the verdict over them. See ``advise.verdict``."""
     from dlgpu.advise import Candidate, Constraints, Figure, cost, decide
@@ -1507,7 +1511,11 @@ def advise(workload: str, task: str = "train", *, dataset_size: float | None = N
         if not sep or price < 0:
             raise BadInput(f"--price {item!r}: give ID=USD, e.g. --price rtx-4090=1599")
         given_price[catalog.get(hid.strip()).id] = price
-    spec = resolve_workloads([workload])[0]
+    if custom is not None:
+        _CUSTOM[custom.name] = custom
+        spec = custom
+    else:
+        spec = resolve_workloads([workload])[0]
     check_task(spec, task)
     ovr = dict(overrides or {})
     params = spec.resolve(_overrides_for([spec], ovr)[spec.name])
@@ -1535,8 +1543,8 @@ def advise(workload: str, task: str = "train", *, dataset_size: float | None = N
     measured, run_id = ({}, None)
     if "own" in use:
         if measure:
-            rep = bench(workloads=[spec.name], tasks=[task], quick=True, overrides=ovr, db=db,
-                        precisions=precs)
+            rep = bench(workloads=None if custom else [spec.name], tasks=[task], quick=True, overrides=ovr, db=db,
+                        precisions=precs, custom_specs=[custom] if custom else ())
             measured = {r.device: {**r.to_dict(), "_run_id": rep.run_id, "_created_at": rep.created_at,
                                    "_fp32_sps": next((x.samples_per_s for x in rep.results if x.device == r.device
                                                       and x.precision == "fp32" and x.status == "ok"), None)}

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlgpu.units import format_bytes
+
 from .cost import Figure
 
 ADVISE_SCHEMA = "dlgpu.advise/1"
@@ -128,8 +130,8 @@ def _reasons(best: Candidate, cands: Sequence[Candidate], cpu: Candidate | None,
         out.append(f"On {best.name}, {what} bounds the step: {share:.0%} of the predicted step time.")
     need, have = best.value("peak_mem_bytes"), best.value("memory_bytes")
     if need and have:
-        out.append(f"Memory: the job needs about {need / 2**30:.1f} GiB at batch {best.batch_size}; {best.name} has "
-                   f"{have / 2**30:.0f} GiB{' (fits)' if need <= have else ' (does NOT fit)'}.")
+        out.append(f"Memory: the job needs about {format_bytes(need)} at batch {best.batch_size}; {best.name} has "
+                   f"{format_bytes(have)}{' (fits)' if need <= have else ' (does NOT fit)'}.")
     fp32 = best.value("fp32_samples_per_s")
     sps = best.value("samples_per_s")
     if fp32 and sps and best.precision != "fp32":

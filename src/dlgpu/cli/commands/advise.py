@@ -26,6 +26,11 @@ def add_parser(sub: Any) -> None:
     job.add_argument("--precision", "-p", nargs="+", action="extend", metavar="P",
                      help="precisions to consider (default all: fp32 tf32 bf16 fp16)")
     job.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    job.add_argument("--model", metavar="PKG.MODULE:FACTORY", help="your own model (with --input), instead of a "
+                                                                  "workload; give the job with --dataset-size and "
+                                                                  "--epochs (or --samples)")
+    job.add_argument("--input", dest="inputs", metavar="SPEC",
+                     help="your model's inputs without the batch dim, e.g. 3x224x224 or 128:int64:30522")
     con = p.add_argument_group("constraints and prices")
     con.add_argument("--deadline", metavar="TIME", help="e.g. 12h, 3d, 90m (default 24 h)")
     con.add_argument("--budget", type=float, metavar="USD", help="the most to spend: a purchase or the rent")
@@ -66,18 +71,28 @@ def run(args: argparse.Namespace) -> int:
     from dlgpu.errors import BadInput
     from dlgpu.report.terminal import make_console, print_advice
 
-    if not args.workload:
+    custom = None
+    if args.model or args.inputs:
+        from dlgpu.workloads.custom import custom_spec
+
+        if not (args.model and args.inputs):
+            raise BadInput("--model and --input go together, e.g. --model mypkg.nets:make --input 3x224x224")
+        if args.workload:
+            raise BadInput(f"advise: give a workload ({args.workload}) or --model, not both")
+        custom = custom_spec(args.model, args.inputs, args.batch_size or 8)
+    elif not args.workload:
         raise BadInput("advise: name a workload (see `dlgpu workloads`), e.g. dlgpu advise resnet50")
     if args.top <= 0:
         raise BadInput(f"--top {args.top}: must be a positive integer")
     sources = [s for s in ("own", "buy", "rent") if getattr(args, s)]
     doc = api.advise(
-        args.workload, args.task, dataset_size=args.dataset_size, epochs=args.epochs, samples=args.samples,
+        args.workload or (custom.name if custom else ""), args.task, dataset_size=args.dataset_size,
+        epochs=args.epochs, samples=args.samples,
         deadline=args.deadline, budget=args.budget, max_power=args.max_power, electricity=args.electricity,
         hours_per_day=args.hours_per_day, lifetime_years=args.lifetime_years, carbon=args.carbon_intensity,
         pue=args.pue, power_factor=args.power_factor, sources=sources, hardware=args.hardware, prices=args.price,
         precisions=args.precision, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
-        measure=args.measure, db=args.db, catalog_files=args.catalog)
+        measure=args.measure, db=args.db, catalog_files=args.catalog, custom=custom)
     if not args.no_save:
         api.save_advice(doc, args.db)
     print_advice(make_console(stderr=args.json), doc, args.top)
