@@ -245,8 +245,8 @@ def test_measure_runs_bench_on_this_machine(tmp_path: Path) -> None:
 
 def test_your_own_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     pkg = tmp_path / "mynets.py"
-    pkg.write_text("import torch.nn as nn\n\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64),"
-                   " nn.ReLU(), nn.Linear(64, 10))\n")
+    pkg.write_text("import torch.nn as nn\n\ndef make():\n"
+                   "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     argv = ["advise", "--model", "mynets:make", "--input", "3x8x8", "--dataset-size", "10000", "--epochs", "2",
             "-H", "local", "t4", "--db", str(tmp_path / "r.sqlite"), "--json", "--no-save"]

@@ -665,24 +665,6 @@ def profile_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("dlgpu", appauthor=False))
 
 
-def _trace_version() -> str:
-    """What a cached profile depends on besides its key: torch, and dlgpu's tracing and workload code."""
-    import hashlib
-
-    import torch
-
-    from dlgpu import analyze as analyze_pkg
-    from dlgpu import workloads as workloads_pkg
-
-    h = hashlib.sha256(torch.__version__.encode())
-    for pkg in (analyze_pkg, workloads_pkg):
-        root = Path(str(pkg.__file__)).parent
-        for f in sorted(root.rglob("*")):
-            if f.suffix in (".py", ".toml"):
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 _TRACE_VERSION: list[str] = []
 
 
@@ -695,7 +677,9 @@ def _disk_profile(key: tuple[Any, ...], prof: Any = None) -> Any:
     from dlgpu.results import profile_from_dict
 
     if not _TRACE_VERSION:
-        _TRACE_VERSION.append(_trace_version())
+        from dlgpu.analyze.trace import trace_version
+
+        _TRACE_VERSION.append(trace_version())
     name = hashlib.sha256(repr((key, _TRACE_VERSION[0])).encode()).hexdigest()[:32]
     path = profile_cache_dir() / "profiles" / f"{name}.json"
     try:
@@ -1260,7 +1244,7 @@ def import_files(paths: Sequence[Path], db: Path | None = None) -> dict[str, Any
     import hashlib
 
     from dlgpu.store import Store
-    from dlgpu.store.schema import BenchDoc, dump, read_import_file
+    from dlgpu.store.schema import dump, kind_of, read_import_file
     from dlgpu.store.sqlite import canonical
 
     if not paths:
@@ -1269,7 +1253,7 @@ def import_files(paths: Sequence[Path], db: Path | None = None) -> dict[str, Any
     for path in paths:
         for exported, parsed in read_import_file(path):
             doc = dump(parsed)
-            kind = "bench" if isinstance(parsed, BenchDoc) else "predict"
+            kind = kind_of(parsed)
             run_id = (exported.id if exported else doc.get("run_id")) or \
                 hashlib.sha256(canonical(doc).encode()).hexdigest()[:32]
             doc["run_id"] = run_id

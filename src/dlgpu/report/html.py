@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dlgpu.report.format import MISSING, SOURCE_MARKS, SOURCE_WORDS, finite, format_cell_parts, source_words
-from dlgpu.report.model import Cell, Chart, Column, Comparison, RunRef, Table
+from dlgpu.report.model import PANEL_LABELS, Cell, Chart, Column, Comparison, RunRef, Table
 from dlgpu.report.svg import SOURCE_COLOURS, SOURCE_SHAPES, chart_kind, esc, render_chart, shape_icon
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -160,6 +160,10 @@ def _value_html(value: Any) -> str:
         return MISSING
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | tuple | dict) and not value)
+
+
 def _panel(panel: Any) -> str:
     """An advise verdict box: its title, verdict and reasons first, any other key as a term and its value."""
     if not isinstance(panel, Mapping):
@@ -171,9 +175,10 @@ def _panel(panel: Any) -> str:
     if "reasons" in panel:
         reasons = panel["reasons"]
         parts.append(_value_html(reasons if isinstance(reasons, list | tuple) else [reasons]))
-    rest = [(k, v) for k, v in panel.items() if k not in ("title", "verdict", "reasons")]
+    rest = [(k, v) for k, v in panel.items() if k not in ("title", "verdict", "reasons") and not _empty(v)]
     if rest:
-        parts.append("<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{_value_html(v)}</dd>" for k, v in rest) + "</dl>")
+        parts.append("<dl>" + "".join(f"<dt>{esc(PANEL_LABELS.get(str(k), k))}</dt><dd>{_value_html(v)}</dd>"
+                                      for k, v in rest) + "</dl>")
     return "".join(parts) + "</div>"
 
 

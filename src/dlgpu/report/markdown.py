@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dlgpu.report.format import MISSING, SOURCE_MARKS, finite, format_cell, format_value, source_mark
-from dlgpu.report.model import BarChart, Cell, Chart, Comparison, Table
+from dlgpu.report.model import PANEL_LABELS, BarChart, Cell, Chart, Comparison, Table
 from dlgpu.report.svg import chart_kind
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`",
@@ -92,8 +92,14 @@ def _panel(panel: Any) -> str:
     reasons = panel.get("reasons", [])
     out += [f"- {md_escape(r)}" for r in (reasons if isinstance(reasons, list | tuple) else [reasons])]
     for k, v in panel.items():
-        if k not in ("title", "verdict", "reasons"):
-            out.append(f"- {md_escape(k)}: {md_escape(_plain(v))}")
+        if k in ("title", "verdict", "reasons") or v is None or (isinstance(v, str | list | tuple | dict) and not v):
+            continue
+        label = md_escape(PANEL_LABELS.get(str(k), k))
+        if isinstance(v, list | tuple):
+            out.append(f"- {label}:")
+            out += [f"  - {md_escape(_plain(x))}" for x in v]
+        else:
+            out.append(f"- {label}: {md_escape(_plain(v))}")
     return "\n".join(out)
 
 

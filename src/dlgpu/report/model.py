@@ -19,8 +19,8 @@ COMPARE_SCHEMA = "dlgpu.compare/1"
 
 Source = Literal["measured", "estimated", "predicted", "catalog", "computed"]
 SOURCES: tuple[str, ...] = ("measured", "estimated", "predicted", "catalog", "computed")
-Unit = Literal["", "text", "s", "bytes", "samples/s", "x", "%", "W", "J", "usd", "samples/s/W", "samples/s/usd",
-               "samples/usd", "flop/s", "ratio"]
+Unit = Literal["", "text", "s", "bytes", "samples/s", "x", "%", "W", "J", "kWh", "usd", "samples/s/W",
+               "samples/s/usd", "samples/usd", "flop/s", "ratio"]
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,12 @@ class ScatterChart:
 
 
 Chart = BarChart | RooflineChart | LineChart | ScatterChart
+
+
+PANEL_LABELS: dict[str, str] = {"what_would": "What would change the verdict", "constraints": "Constraints",
+                                "run": "Run"}
+"""How the keys of a panel (an advise verdict: title, verdict, reasons, what_would, constraints, run) read in
+a rendering; a key not here reads as itself. ``title``, ``verdict`` and ``reasons`` are drawn on their own."""
 
 
 @dataclass(frozen=True)

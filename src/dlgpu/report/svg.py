@@ -232,8 +232,9 @@ def _x_axis(xs: Scale, top: float, bottom: float, unit: str, title: str) -> str:
     for i, (t, label) in enumerate(zip(ticks, labels, strict=True)):
         x = xs(t)
         out.append(_grid(x, top, x, bottom))
-        if i % every == 0:
-            out.append(_text(x, bottom + 16, label, "middle", "tick"))
+        if i % every == 0:  # centred under its tick, but never past the edge of the drawing
+            half = _text_w(label) / 2
+            out.append(_text(min(max(x, half + 2), W - half - 2), bottom + 16, label, "middle", "tick"))
     out.append(_text((xs.p0 + xs.p1) / 2, bottom + 36, title, "middle", "axis-title"))
     return "".join(out)
 
@@ -412,22 +413,48 @@ def line_chart(chart: LineChart) -> str:
     return _xy_chart(chart.id, "line chart", chart.title, summary, axes, "".join(parts), items)
 
 
+Box = tuple[float, float, float, float]
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label_spot(px: float, py: float, label: str, placed: list[Box]) -> tuple[float, str, Box] | None:
+    """Where a point's label goes (x, anchor, its box): right of the point, else left, else nowhere (it
+    would cover another label or leave the plot; the point's tooltip still names it)."""
+    w, top = _text_w(label, 11), py - 6 - 11
+    for x0, anchor in ((px + 8, "start"), (px - 8 - w, "end")):
+        box = (x0, top, x0 + w, py - 6 + 3)
+        if x0 >= PLOT_L and x0 + w <= PLOT_R and top >= 0 and not any(_overlaps(box, b) for b in placed):
+            return (x0 if anchor == "start" else x0 + w), anchor, box
+    return None
+
+
 def scatter_chart(chart: ScatterChart) -> str:
-    """Labelled points, coloured by ``group`` and shaped by source."""
+    """Labelled points, coloured by ``group`` and shaped by source. Labels never cover one another: points
+    earlier in ``chart.points`` are labelled first, a later one whose label has no room goes unlabelled (its
+    tooltip names it)."""
     points = [p for p in chart.points if _usable(p.x, p.y, chart.log_x, chart.log_y)]
     if not points:
         return empty_chart(chart.id, "no point can be drawn")
     xs, ys = _xy([p.x for p in points], [p.y for p in points], chart.log_x, chart.log_y)
     colour = _colours(p.group for p in points)
-    parts = []
+    parts: list[str] = []
+    labels: list[str] = []
+    placed: list[Box] = []
     for p in points:
         px, py = xs(p.x), ys(p.y)
         tip = (f"{p.label} ({p.group}, {p.source}): {chart.x_title} {format_value(p.x, chart.x_unit)}, "
                f"{chart.y_title} {format_value(p.y, chart.y_unit)}")
         parts.append(_point(SOURCE_SHAPES.get(p.source, "square"), px, py, 5.0, colour[p.group], tip))
         label = _clip(p.label, 32)
-        right = px + 8 + _text_w(label, 11) < PLOT_R
-        parts.append(_text(px + 8 if right else px - 8, py - 6, label, "start" if right else "end", "point-label"))
+        spot = _label_spot(px, py, label, placed)
+        if spot is not None:
+            x, anchor, box = spot
+            placed.append(box)
+            labels.append(_text(x, py - 6, label, anchor, "point-label"))
+    parts += labels
     axes = (_x_axis(xs, PLOT_T, PLOT_T + PLOT_H, chart.x_unit, _axis_title(chart.x_title, chart.x_unit, chart.log_x))
             + _y_axis(ys, PLOT_L, PLOT_R, chart.y_unit, _axis_title(chart.y_title, chart.y_unit, chart.log_y)))
     items: list[LegendItem] = [("box", c, "", g) for g, c in colour.items()]

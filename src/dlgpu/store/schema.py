@@ -1,8 +1,9 @@
-"""Validation of the documents dlgpu exchanges (``dlgpu.bench/1``, ``dlgpu.predict/1``, ``dlgpu.export/1``),
-for ``dlgpu import``: a file from elsewhere is data, never code. Everything is checked before anything is
-written: types, ranges, lengths, finite numbers, known fields only (an unknown field is an error, so that a
-typo or a tampered file does not pass as a valid run), and the statistics a document states against the
-raw samples it carries (a median that is not the median of its samples is rejected).
+"""Validation of the documents dlgpu exchanges (``dlgpu.bench/1``, ``dlgpu.predict/1``, ``dlgpu.advise/1``,
+``dlgpu.export/1``), for ``dlgpu import``: a file from elsewhere is data, never code. Everything is checked
+before anything is written: types, ranges, lengths, finite numbers, known fields only (an unknown field is an
+error, so that a typo or a tampered file does not pass as a valid run), and the figures a document states
+against the ones they derive from (a median that is not the median of its samples is rejected; an advised
+time that is not the job's samples over the candidate's throughput, too).
 
 Fields added to a schema after its first release are optional, so older documents still import."""
 
@@ -259,12 +260,142 @@ class PredictDoc(_Strict):
         return None if v is None else _check_iso(v)
 
 
-Document = BenchDoc | PredictDoc
+FigureSource = Literal["measured", "predicted", "catalog", "estimated", "assumed", "computed", "given",
+                       "unavailable"]
+RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+MAX_CANDIDATES = 10_000
+MAX_LINES = 1000
+
+
+class AdviseFigure(_Strict):
+    """A number with its provenance (``advise.cost.Figure``); ``value`` is None where there is no figure."""
+
+    value: Num | None
+    source: FigureSource
+    basis: Str
+
+
+class AdviseJob(_Strict):
+    samples: Pos
+    description: Str
+    basis: Str
+    unit: Name
+
+
+class AdviseConstraints(_Strict):
+    deadline_s: Pos
+    deadline_basis: Str
+    budget_usd: NonNeg | None
+    max_power_w: Pos | None
+    electricity_usd_per_kwh: AdviseFigure
+    carbon_g_per_kwh: AdviseFigure
+    pue: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)]
+    hours_per_day: Annotated[float, Field(gt=0, le=24, allow_inf_nan=False)]
+    lifetime_years: Pos
+    power_factor: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
+class AdviseLocal(_Strict):
+    measured: bool
+    run_id: RunId | None
+    basis: Str
+
+
+class AdviseVerdict(_Strict):
+    answer: Literal["cpu-enough", "gpu-needed", "nothing-meets"]
+    headline: Annotated[str, Field(min_length=1, max_length=4000)]
+    cheapest: Name | None
+    fastest: Name | None
+    best_value: Name | None
+    what_would: list[Str] = Field(max_length=MAX_LINES)
+    reasons: list[Str] = Field(max_length=MAX_LINES)
+
+
+class AdviseCandidate(_Strict):
+    id: Name
+    origin: Literal["own", "buy", "rent"]
+    name: Name
+    hardware: Name
+    kind: Literal["cpu", "gpu"]
+    gpus: Annotated[int, Field(ge=0, le=1_000_000)]
+    precision: Precision | Literal["-"]
+    batch_size: Batch | None
+    fits: bool | None
+    bound: dict[Literal["compute", "memory", "overhead"], NonNeg] | None
+    consumer: bool
+    excluded: Str | None
+    notes: list[Str] = Field(max_length=MAX_LINES)
+    figures: dict[Name, AdviseFigure] = Field(max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AdviseCandidate:
+        if self.precision == "-" and self.excluded is None:
+            raise ValueError(f"candidate {self.id!r} has no precision but is not excluded")
+        for name in ("samples_per_s", "time_s"):
+            f = self.figures.get(name)
+            if f is not None and f.value is not None and f.value <= 0:
+                raise ValueError(f"candidate {self.id!r}: figures.{name} must be positive, not {f.value:g}")
+        return self
+
+
+class AdviseDoc(_Strict):
+    """``dlgpu.advise/1``: the candidates for a job (own devices, GPUs to buy, instances to rent), their
+    figures with provenance, and the verdict over them."""
+
+    schema_: Literal["dlgpu.advise/1"] = Field(alias="schema")
+    run_id: RunId | None = None
+    created_at: Annotated[str, Field(max_length=40)]
+    dlgpu: Str
+    workload: Name
+    task: Task
+    overrides: dict[Name, Any]
+    job: AdviseJob
+    batch_size: Batch
+    precisions: list[Precision] = Field(min_length=1, max_length=len(PRECISIONS))
+    sources: list[Literal["own", "buy", "rent"]] = Field(min_length=1, max_length=3)
+    constraints: AdviseConstraints
+    local: AdviseLocal
+    verdict: AdviseVerdict
+    notes: list[Str] = Field(max_length=MAX_LINES)
+    candidates: list[AdviseCandidate] = Field(min_length=1, max_length=MAX_CANDIDATES)
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso(cls, v: str) -> str:
+        return _check_iso(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AdviseDoc:
+        by_id: dict[str, AdviseCandidate] = {}
+        for i, c in enumerate(self.candidates):
+            if c.id in by_id:
+                raise ValueError(f"candidates.{i}: id {c.id!r} appears twice")
+            by_id[c.id] = c
+        for role in ("cheapest", "fastest", "best_value"):
+            ref = getattr(self.verdict, role)
+            if ref is None:
+                continue
+            if ref not in by_id:
+                raise ValueError(f"verdict.{role}: {ref[:80]!r} is not the id of a candidate")
+            if by_id[ref].excluded is not None:
+                raise ValueError(f"verdict.{role}: candidate {ref[:80]!r} is excluded ({by_id[ref].excluded})")
+        for i, c in enumerate(self.candidates):
+            sps, t = c.figures.get("samples_per_s"), c.figures.get("time_s")
+            if sps is None or t is None or sps.value is None or t.value is None:
+                continue
+            want = self.job.samples / sps.value
+            if not _close(t.value, want):
+                raise ValueError(f"candidates.{i}.figures.time_s: {t.value:g} s is not job.samples / samples_per_s "
+                                 f"({self.job.samples:g} / {sps.value:g} = {want:g} s)")
+        return self
+
+
+Document = BenchDoc | PredictDoc | AdviseDoc
 
 
 class ExportedRun(_Strict):
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    kind: Literal["bench", "predict"]
+    kind: Literal["bench", "predict", "advise"]
     status: Literal["running", "complete", "interrupted", "incomplete"]
     origin: Annotated[str, Field(max_length=200)]
     created_at: Annotated[str, Field(max_length=40)]
@@ -330,44 +461,50 @@ def parse_json_text(text: str | bytes, where: str) -> Any:
     return doc
 
 
-def validate_document(doc: Any, where: str) -> BenchDoc | PredictDoc:
-    """A bench or predict document, checked; BadInput with the first problem otherwise."""
+MODELS: dict[str, type[Document]] = {BENCH_SCHEMA: BenchDoc, PREDICT_SCHEMA: PredictDoc, ADVISE_SCHEMA: AdviseDoc}
+KINDS: dict[type[Document], str] = {BenchDoc: "bench", PredictDoc: "predict", AdviseDoc: "advise"}
+
+
+def kind_of(doc: Document) -> str:
+    """The store's kind of run for a validated document: bench | predict | advise."""
+    return KINDS[type(doc)]
+
+
+def validate_document(doc: Any, where: str) -> Document:
+    """A bench, predict or advise document, checked; BadInput with the first problem otherwise."""
     if not isinstance(doc, dict):
         raise BadInput(f"{where}: expected a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
-    model: type[BenchDoc] | type[PredictDoc]
-    if schema == BENCH_SCHEMA:
-        model = BenchDoc
-    elif schema == PREDICT_SCHEMA:
-        model = PredictDoc
-    else:
-        raise BadInput(f"{where}: schema is {str(schema)[:80]!r}; dlgpu imports {BENCH_SCHEMA}, {PREDICT_SCHEMA} "
-                       f"and {EXPORT_SCHEMA} documents")
+    model = MODELS.get(schema) if isinstance(schema, str) else None
+    if model is None:
+        raise BadInput(f"{where}: schema is {str(schema)[:80]!r}; dlgpu imports {BENCH_SCHEMA}, {PREDICT_SCHEMA}, "
+                       f"{ADVISE_SCHEMA} and {EXPORT_SCHEMA} documents")
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
         raise BadInput(f"{where}: {_first_error(exc)}") from None
 
 
-def validate_any(doc: Any, where: str) -> list[tuple[ExportedRun | None, BenchDoc | PredictDoc]]:
-    """Every run in a file: an export bundle, or one bench/predict document."""
+def validate_any(doc: Any, where: str) -> list[tuple[ExportedRun | None, Document]]:
+    """Every run in a file: an export bundle, or one bench/predict/advise document."""
     if isinstance(doc, dict) and doc.get("schema") == EXPORT_SCHEMA:
         try:
             bundle = ExportDoc.model_validate(doc)
         except ValidationError as exc:
             raise BadInput(f"{where}: {_first_error(exc)}") from None
-        out: list[tuple[ExportedRun | None, BenchDoc | PredictDoc]] = []
+        out: list[tuple[ExportedRun | None, Document]] = []
         for i, run in enumerate(bundle.runs):
             parsed = validate_document(run.document, f"{where}: runs.{i}.document")
-            want = "bench" if isinstance(parsed, BenchDoc) else "predict"
+            want = kind_of(parsed)
             if run.kind != want:
-                raise BadInput(f"{where}: runs.{i}: kind {run.kind!r} but its document is a {want} document")
+                article = "an" if want == "advise" else "a"
+                raise BadInput(f"{where}: runs.{i}: kind {run.kind!r} but its document is {article} {want} document")
             out.append((run, parsed))
         return out
     return [(None, validate_document(doc, where))]
 
 
-def read_import_file(path: Path) -> list[tuple[ExportedRun | None, BenchDoc | PredictDoc]]:
+def read_import_file(path: Path) -> list[tuple[ExportedRun | None, Document]]:
     where = str(path)
     try:
         size = path.stat().st_size
@@ -379,7 +516,7 @@ def read_import_file(path: Path) -> list[tuple[ExportedRun | None, BenchDoc | Pr
     return validate_any(parse_json_text(data, where), where)
 
 
-def dump(doc: BenchDoc | PredictDoc) -> dict[str, Any]:
+def dump(doc: Document) -> dict[str, Any]:
     """The validated document as plain JSON values (only known fields)."""
     out: dict[str, Any] = doc.model_dump(mode="json", by_alias=True)
     return out
