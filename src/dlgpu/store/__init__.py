@@ -1,7 +1,7 @@
 """Persistence of results: the SQLite results store (``sqlite``), the validation of imported documents
 (``schema``) and atomic JSON files (``jsonfile``)."""
 
-from .jsonfile import default_runs_dir, write_json_atomic, write_text_atomic
+from .jsonfile import write_json_atomic, write_text_atomic
 from .sqlite import (
     SCHEMA_VERSION,
     RunRow,
@@ -15,6 +15,6 @@ from .sqlite import (
     predict_summary,
 )
 
-__all__ = ["SCHEMA_VERSION", "RunRow", "Store", "StoredRun", "bench_summary", "default_db_path", "default_runs_dir",
+__all__ = ["SCHEMA_VERSION", "RunRow", "Store", "StoredRun", "bench_summary", "default_db_path",
            "fingerprint", "machine_label", "new_run_id", "predict_summary", "write_json_atomic",
            "write_text_atomic"]

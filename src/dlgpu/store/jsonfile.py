@@ -10,15 +10,6 @@ from pathlib import Path
 from typing import Any
 
 
-def default_runs_dir() -> Path:
-    """``$DLGPU_HOME/runs``, else ``$XDG_DATA_HOME/dlgpu/runs``, else ``~/.local/share/dlgpu/runs``."""
-    home = os.environ.get("DLGPU_HOME")
-    if home:
-        return Path(home) / "runs"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "dlgpu" / "runs"
-
-
 def write_json_atomic(path: Path, doc: Any) -> None:
     write_text_atomic(path, json.dumps(doc, indent=1))
 
