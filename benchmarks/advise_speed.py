@@ -36,13 +36,14 @@ def child(workload: str, task: str) -> None:
     t0 = time.perf_counter()
     import dlgpu.analyze.trace  # noqa: F401
     from dlgpu import api
+    from dlgpu.home import cache_dir
 
     t1 = time.perf_counter()
-    api.resolve_workloads([workload])  # imports torchvision / transformers
+    api.resolve_workloads([workload])
     t2 = time.perf_counter()
-    doc = api.advise(workload, task)
+    doc = api.advise(workload, task).to_dict()
     t3 = time.perf_counter()
-    profiles = Path(api.profile_cache_dir()) / "profiles"
+    profiles = cache_dir() / "profiles"
     print(json.dumps({"import_s": t1 - t0, "resolve_s": t2 - t1, "call_s": t3 - t2,
                       "candidates": len(doc["candidates"]),
                       "excluded": sum(c["excluded"] is not None for c in doc["candidates"]),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dlgpu import api
+from dlgpu.advise.inputs import Limits
 
 
 @functools.cache
@@ -25,10 +26,12 @@ def _made() -> dict[str, dict[str, Any]]:
         db = Path(tmp) / "advise.sqlite"
         return {
             # the two examples: a small GAN a CPU can train overnight, an ImageNet run it cannot
-            "dcgan": api.advise("dcgan", deadline="12h", db=db),
-            "resnet50": api.advise("resnet50", db=db),
+            "dcgan": api.advise("dcgan", limits=Limits(deadline_s=12 * 3600, deadline_basis="--deadline 12h"),
+                                db=db).to_dict(),
+            "resnet50": api.advise("resnet50", db=db).to_dict(),
             # and a deadline nothing meets, so that the verdict says what would change it
-            "dcgan-1s": api.advise("dcgan", deadline="1s", db=db),
+            "dcgan-1s": api.advise("dcgan", limits=Limits(deadline_s=1, deadline_basis="--deadline 1s"),
+                                   db=db).to_dict(),
         }
 
 

@@ -12,10 +12,12 @@ import pytest
 
 from conftest import TINY_BUDGET
 from dlgpu import api
-from dlgpu.advise import cost
+from dlgpu.advise import cost, inputs
+from dlgpu.advise.inputs import JobSize, Limits
 from dlgpu.catalog import load_catalog
 from dlgpu.cli.main import main
 from dlgpu.errors import BadInput
+from dlgpu.units import parse_duration
 
 TINY = {"image_size": "16"}
 
@@ -43,12 +45,12 @@ def test_cost_arithmetic() -> None:
     # a $3,650 GPU used 10 h a day for 1 year: 3650 h of life, so a 2 h job uses 2/3650 of it
     assert cost.amortized_usd(3650, 7200, 10, 1) == pytest.approx(2.0)
     assert cost.rent_usd(2.5, 5400) == pytest.approx(3.75)
-    assert cost.parse_duration("12h") == 43200 and cost.parse_duration("90m") == 5400
-    assert cost.parse_duration("2d") == 172800 and cost.parse_duration("1w") == 604800
-    assert cost.parse_duration("3") == 10800  # a bare number is hours
+    assert parse_duration("12h") == 43200 and parse_duration("90m") == 5400
+    assert parse_duration("2d") == 172800 and parse_duration("1w") == 604800
+    assert parse_duration("3") == 10800  # a bare number is hours
     for bad in ("soon", "-3h", "0h", "nan h"):
         with pytest.raises(ValueError):
-            cost.parse_duration(bad)
+            parse_duration(bad)
 
 
 # --- known answers --------------------------------------------------------------------------------------------
@@ -59,13 +61,13 @@ def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results store with a real measurement of the tiny ResNet on this CPU."""
     db = tmp_path_factory.mktemp("advise") / "r.sqlite"
     api.bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], tasks=["train"], quick=True,
-              budget=TINY_BUDGET, overrides=TINY, telemetry=True, telemetry_period_s=0.02, db=db)
+              timing=TINY_BUDGET, overrides=TINY, telemetry=True, telemetry_period_s=0.02, db=db)
     return db
 
 
 def test_a_tiny_model_on_a_small_dataset_needs_no_gpu(tiny_db: Path) -> None:
-    doc = api.advise("test_resnet", dataset_size=2000, epochs=2, deadline="1h", overrides=TINY, db=tiny_db,
-                     hardware=["local", "a100-sxm4-80gb", "rtx-3090", "t4"])
+    doc = api.advise("test_resnet", size=JobSize(dataset_size=2000, epochs=2), limits=Limits(deadline_s=3600),
+                     overrides=TINY, db=tiny_db, hardware=["local", "a100-sxm4-80gb", "rtx-3090", "t4"]).to_dict()
     v = doc["verdict"]
     assert v["answer"] == "cpu-enough" and v["cheapest"] == "own:cpu"
     assert v["headline"].startswith("A CPU is enough") and "measured" in v["headline"]
@@ -78,7 +80,7 @@ def test_a_tiny_model_on_a_small_dataset_needs_no_gpu(tiny_db: Path) -> None:
     # electricity for the CPU comes from its (estimated) power over the job
     kwh = _v(cpu, "power_w") * _v(cpu, "time_s") / 3.6e6
     assert _v(cpu, "energy_kwh") == pytest.approx(kwh)
-    assert _v(cpu, "electricity_usd") == pytest.approx(kwh * api.DEFAULT_ELECTRICITY_USD_PER_KWH)
+    assert _v(cpu, "electricity_usd") == pytest.approx(kwh * inputs.DEFAULT_ELECTRICITY_USD_PER_KWH)
     assert doc["constraints"]["electricity_usd_per_kwh"]["source"] == "assumed"
 
 
@@ -86,7 +88,8 @@ def test_a_tiny_model_on_a_small_dataset_needs_no_gpu(tiny_db: Path) -> None:
 def resnet_day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """ResNet-50 on ImageNet (90 epochs) in a day, nothing stored for this machine: the whole catalog."""
     db = tmp_path_factory.mktemp("advise-r50") / "r.sqlite"
-    return api.advise("resnet50", deadline="24h", db=db, electricity=0.2, prices=["rtx-4090=1700"])
+    return api.advise("resnet50", limits=Limits(deadline_s=24 * 3600, electricity_usd_per_kwh=0.2), db=db,
+                      prices_usd={"rtx-4090": 1700}).to_dict()
 
 
 def test_resnet50_on_imagenet_in_a_day_needs_a_gpu(resnet_day: dict[str, Any]) -> None:
@@ -137,7 +140,7 @@ def test_every_candidate_figure_has_its_provenance(resnet_day: dict[str, Any]) -
     r4090 = _cand(doc, "buy:rtx-4090")
     assert _v(r4090, "upfront_usd") == 1700 and _src(r4090, "upfront_usd") == "given"
     hours = _v(r4090, "time_s") / 3600
-    amort = 1700 * hours / (api.DEFAULT_HOURS_PER_DAY * 365 * api.DEFAULT_LIFETIME_YEARS)
+    amort = 1700 * hours / (inputs.DEFAULT_HOURS_PER_DAY * 365 * inputs.DEFAULT_LIFETIME_YEARS)
     assert _v(r4090, "amortized_usd") == pytest.approx(amort)
     elec = _v(r4090, "energy_kwh") * 0.2
     assert _v(r4090, "electricity_usd") == pytest.approx(elec)
@@ -172,7 +175,8 @@ def test_rent_and_data_parallel_arithmetic(resnet_day: dict[str, Any]) -> None:
 
 
 def test_nothing_meets_an_impossible_deadline_and_says_what_would(tmp_path: Path) -> None:
-    doc = api.advise("resnet50", deadline="5m", db=tmp_path / "r.sqlite", hardware=["t4", "a100-sxm4-80gb"])
+    doc = api.advise("resnet50", limits=Limits(deadline_s=300), db=tmp_path / "r.sqlite",
+                     hardware=["t4", "a100-sxm4-80gb"]).to_dict()
     v = doc["verdict"]
     assert v["answer"] == "nothing-meets" and v["cheapest"] is None
     assert any(w.startswith("A longer deadline") for w in v["what_would"])
@@ -180,11 +184,12 @@ def test_nothing_meets_an_impossible_deadline_and_says_what_would(tmp_path: Path
 
 
 def test_budget_and_power_limits(tmp_path: Path) -> None:
-    doc = api.advise("resnet50", deadline="3d", budget=30, max_power=500, db=tmp_path / "r.sqlite",
-                     sources=["rent", "buy"], hardware=["t4", "a100-sxm4-80gb", "h100-sxm5-80gb"])
+    doc = api.advise("resnet50", limits=Limits(deadline_s=3 * 86400, budget_usd=30, max_power_w=500),
+                     db=tmp_path / "r.sqlite", sources=["rent", "buy"],
+                     hardware=["t4", "a100-sxm4-80gb", "h100-sxm5-80gb"]).to_dict()
     for c in doc["candidates"]:
         if c["figures"].get("power_w", {}).get("value") and _v(c, "power_w") > 500:
-            assert c["excluded"] and "--max-power" in c["excluded"]
+            assert c["excluded"] and "over the power limit of 500 W" in c["excluded"]
     v = doc["verdict"]
     if v["cheapest"]:
         c = _cand(doc, v["cheapest"])
@@ -234,10 +239,11 @@ def test_bad_input_one_line_exit_2(argv: list[str], needle: str, capsys: pytest.
 def test_measure_runs_bench_on_this_machine(tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     with pytest.raises(BadInput):  # validation happens before anything is measured
-        api.advise("test_resnet", dataset_size=100, epochs=1, budget=-1, measure=True, db=db, overrides=TINY)
+        api.advise("test_resnet", size=JobSize(dataset_size=100, epochs=1), limits=Limits(budget_usd=-1),
+                   measure=True, db=db, overrides=TINY)
     assert not db.exists()
-    doc = api.advise("test_resnet", dataset_size=100, epochs=1, measure=True, db=db, overrides=TINY,
-                     precisions=["fp32"], hardware=["local"])
+    doc = api.advise("test_resnet", size=JobSize(dataset_size=100, epochs=1), measure=True, db=db, overrides=TINY,
+                     precisions=["fp32"], hardware=["local"]).to_dict()
     cpu = _cand(doc, "own:cpu")
     assert _src(cpu, "samples_per_s") == "measured" and doc["local"]["basis"].startswith("measured now")
     assert cpu["precision"] == "fp32"

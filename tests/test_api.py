@@ -12,12 +12,14 @@ import dlgpu
 from conftest import TINY_BUDGET
 from dlgpu import api
 from dlgpu.errors import BadInput
+from dlgpu.measure.suite import project
 from dlgpu.results import BenchResult
+from dlgpu.workloads.registry import DEFAULT_SUITE, get_workload
 
 
 def run(**kw: Any) -> dlgpu.BenchReport:
     kw.setdefault("workloads", ["test_resnet"])
-    kw.setdefault("budget", TINY_BUDGET)
+    kw.setdefault("timing", TINY_BUDGET)
     return dlgpu.bench(**kw)
 
 
@@ -48,12 +50,12 @@ def test_overrides_and_batch_size_are_applied_and_recorded() -> None:
 
 
 def test_projection_uses_the_real_task_facts() -> None:
-    spec = api.get_workload("resnet50")
+    spec = get_workload("resnet50")
     samples, desc = spec.task_samples("train", spec.resolve({}))
     assert samples == 90 * 1_281_167 and "90 epochs" in desc
     r = BenchResult(workload="resnet50", task="train", device="cpu", precision="fp32", batch_size=10,
                     overrides={}, status="ok", step_time=dlgpu.StepStats((2.0, 2.0, 2.0)))
-    projected = api._project(r, spec, spec.resolve({}))
+    projected = project(r, spec, spec.resolve({}))
     assert projected.projection is not None
     assert projected.projection.time_s == pytest.approx(90 * 1_281_167 / 5.0)
 
@@ -111,10 +113,10 @@ def test_the_saved_document_is_complete_after_a_normal_run(tmp_path: Path) -> No
     ("kwargs", "match"),
     [
         (dict(workloads=["resnet5O"]), "unknown workload 'resnet5O'.*resnet50"),
-        (dict(precisions=["fp8"]), "--precision fp8: not one of fp32, tf32, bf16, fp16, all"),
-        (dict(tasks=["fit"]), "--task fit"),
-        (dict(devices=["tpu"]), "--device tpu"),
-        (dict(batch_size=0), "--batch-size 0: must be a positive integer"),
+        (dict(precisions=["fp8"]), "precisions fp8: not one of fp32, tf32, bf16, fp16, all"),
+        (dict(tasks=["fit"]), "tasks fit"),
+        (dict(devices=["tpu"]), "devices tpu"),
+        (dict(batch_size=0), "batch_size 0: must be a positive integer"),
         (dict(overrides={"seq_len": "32"}), "no selected workload has a parameter 'seq_len'"),
         (dict(overrides={"image_size": "big"}), "image_size must be int"),
         (dict(overrides={"image_size": "2"}), "at least 8"),
@@ -132,7 +134,7 @@ def test_parse_overrides() -> None:
 
 
 def test_default_suite_and_all() -> None:
-    assert [s.name for s in api.resolve_workloads(None)] == list(api.DEFAULT_SUITE)
+    assert [s.name for s in api.resolve_workloads(None)] == list(DEFAULT_SUITE)
     everything = api.resolve_workloads(["all"])
     assert not any(s.tiny for s in everything)
     assert {s.name for s in everything} == {

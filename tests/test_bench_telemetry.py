@@ -52,7 +52,7 @@ def _rapl_readable() -> bool:
 
 def test_a_real_tiny_bench_has_every_figure_labelled() -> None:
     rep = api.bench(["test_resnet"], devices=["cpu"], precisions=["fp32", "bf16"], tasks=["train"], quick=True,
-                    budget=TINY_BUDGET)
+                    timing=TINY_BUDGET)
     r, bf = rep.results
     assert r.status == "ok" and r.precision == "fp32", r.reason
     d = r.to_dict()
@@ -97,14 +97,14 @@ def test_a_real_tiny_bench_has_every_figure_labelled() -> None:
 
 
 def test_no_telemetry_says_so_and_bad_periods_are_bad_input() -> None:
-    rep = api.bench(["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["infer"], budget=TINY_BUDGET,
+    rep = api.bench(["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["infer"], timing=TINY_BUDGET,
                     telemetry=False)
     (r,) = rep.results
     assert r.status == "ok" and r.power_w is None and r.telemetry is None
     assert r.energy_source == "unavailable" and "--no-telemetry" in (r.energy_basis or "")
     assert rep.telemetry == {} and rep.config.telemetry is False
     for bad in (0.0, -1.0, 60.0):
-        with pytest.raises(BadInput, match="--telemetry-period"):
+        with pytest.raises(BadInput, match="telemetry_period_s"):
             api.bench(["test_resnet"], devices=["cpu"], telemetry_period_s=bad)
 
 
@@ -112,7 +112,7 @@ def test_a_custom_model_gets_energy_but_no_mfu() -> None:
     from dlgpu.workloads.custom import custom_spec
 
     spec = custom_spec("custom_models:tiny_mlp", "16", 4)
-    rep = api.bench(devices=["cpu"], precisions=["fp32"], tasks=["infer"], budget=TINY_BUDGET, custom_specs=[spec])
+    rep = api.bench(devices=["cpu"], precisions=["fp32"], tasks=["infer"], timing=TINY_BUDGET, custom_specs=[spec])
     (r,) = rep.results
     assert r.status == "ok" and r.energy_source in ("estimated", "measured-rapl") and r.power_w
     assert r.mfu is None and "custom --model" in (r.mfu_basis or "")

@@ -32,9 +32,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     two batch sizes and for this CPU at the bench's batch."""
     tmp = tmp_path_factory.mktemp("compare")
     db = tmp / "r.sqlite"
-    here = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, budget=TINY_BUDGET,
+    here = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, timing=TINY_BUDGET,
                  overrides=OVR, telemetry=True, telemetry_period_s=0.02, db=db)
-    other = bench(workloads=["test_resnet"], precisions=["fp32"], quick=True, budget=TINY_BUDGET, overrides=OVR,
+    other = bench(workloads=["test_resnet"], precisions=["fp32"], quick=True, timing=TINY_BUDGET, overrides=OVR,
                   telemetry=False, db=None).to_dict()
     other["machine"]["hostname"] = "lab-server"
     other["machine"]["devices"][0]["threads_used"] = 1
@@ -45,11 +45,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     preds = []
     for gpu in GPUS:
         for b in (8, 32):
-            doc = api.predict("test_resnet", gpu, "fp16", "train", b, OVR)
-            api.save_prediction(doc, db)
+            doc = api.save_prediction(api.predict("test_resnet", gpu, "fp16", "train", b, OVR), db).to_dict()
             preds.append(doc)
-    local = api.predict("test_resnet", "local", "fp32", "train", batch, OVR)
-    api.save_prediction(local, db)
+    local = api.save_prediction(api.predict("test_resnet", "local", "fp32", "train", batch, OVR), db).to_dict()
     return {"db": db, "here": here, "imported": imported, "preds": preds, "local": local, "tmp": tmp}
 
 

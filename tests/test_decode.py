@@ -12,12 +12,14 @@ import dlgpu
 from conftest import TINY_BUDGET
 from dlgpu import api
 from dlgpu.analyze import kv_cache_bytes, memory_floor
+from dlgpu.analyze.profiles import profile
 from dlgpu.catalog import load_catalog
 from dlgpu.cli.main import main
 from dlgpu.errors import BadInput
+from dlgpu.predict.calibration import calibration_samples
 from dlgpu.results import DEFAULT_TASKS, TASKS
 from dlgpu.workloads import PlainContext, get_workload, list_workloads
-from dlgpu.workloads.language import CausalLMWorkload, DecodeBatch
+from dlgpu.workloads.models.language import CausalLMWorkload, DecodeBatch
 
 CPU = torch.device("cpu")
 DECODERS = {"gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "test_gpt", "test_llama"}
@@ -139,7 +141,7 @@ def test_decode_bad_input_one_line_exit_2(argv: list[str], needle: str, capsys: 
 
 def test_bench_measures_decode_only_when_asked() -> None:
     rep = dlgpu.bench(workloads=["test_gpt", "test_resnet"], devices=["cpu"], precisions=["fp32"],
-                      tasks=["decode"], budget=TINY_BUDGET)
+                      tasks=["decode"], timing=TINY_BUDGET)
     by = {r.workload: r for r in rep.results}
     assert set(by) == {"test_gpt", "test_resnet"}
     r = by["test_gpt"]
@@ -150,10 +152,10 @@ def test_bench_measures_decode_only_when_asked() -> None:
     skipped = by["test_resnet"]
     assert skipped.status == "skipped" and "does not support --task decode" in (skipped.reason or "")
     # Without --task decode (and through "all" for workloads that cannot), no decode is planned.
-    default = dlgpu.bench(workloads=["test_gpt"], devices=["cpu"], precisions=["fp32"], budget=TINY_BUDGET)
+    default = dlgpu.bench(workloads=["test_gpt"], devices=["cpu"], precisions=["fp32"], timing=TINY_BUDGET)
     assert {r.task for r in default.results} == {"train", "infer"}
     every = dlgpu.bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["all"],
-                        budget=TINY_BUDGET)
+                        timing=TINY_BUDGET)
     assert {r.task for r in every.results} == {"train", "infer"}
 
 
@@ -175,7 +177,7 @@ def test_calibration_keeps_refusing_llama_cpp_but_not_decode() -> None:
         {"workload": "llama3_8b", "task": "decode", "hardware": "a100-sxm4-80gb", "precision": "fp16",
          "batch_size": "1", "overrides": "context_len=1024", "samples_per_s": "53", "framework": "llama.cpp"},
     ]
-    samples, skipped = api.calibration_samples(rows, load_catalog())
+    samples, skipped = calibration_samples(rows, load_catalog(), profile)
     (smp,) = samples
     assert smp.profile.task == "decode" and smp.profile.batch_size == 2 and smp.profile.params["context_len"] == 8
     assert smp.profile.cache_bytes == 2 * 2 * 8 * 2 * 32 * 2 * 2  # fp16 cache: 2 bytes per element
@@ -183,5 +185,5 @@ def test_calibration_keeps_refusing_llama_cpp_but_not_decode() -> None:
 
 
 def test_analyze_rejects_decode_for_non_decoders() -> None:
-    with pytest.raises(BadInput, match="--task decode: resnet50 does not support"):
+    with pytest.raises(BadInput, match="task decode: resnet50 does not support"):
         api.analyze("resnet50", "decode")

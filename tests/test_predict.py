@@ -11,7 +11,7 @@ import pytest
 from dlgpu.catalog import load_catalog
 from dlgpu.cli.main import main
 from dlgpu.predict import Calibration, precision_reason, predict_step
-from dlgpu.predict.calibrate import Sample, errors_pct, fit
+from dlgpu.predict.fit import Sample, errors_pct, fit
 from dlgpu.predict.roofline import unit_peak
 from dlgpu.results import OpProfile, OpRecord
 

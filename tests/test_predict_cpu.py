@@ -12,10 +12,15 @@ import torch.utils.flop_counter as fc
 from conftest import TINY_BUDGET
 from dlgpu import api
 from dlgpu.analyze.gpu_semantics import FOREACH_CHUNK_ELEMENTS, FOREACH_MAX_BLOCKS, foreach_launches
+from dlgpu.analyze.profiles import profile
 from dlgpu.catalog import load_catalog
 from dlgpu.cli.main import main
 from dlgpu.predict import Calibration, cpu_as_device, predict_step
-from dlgpu.predict.calibrate import Sample, errors_pct, fit
+from dlgpu.predict.calibration import bench_documents, bench_samples, source_stack
+from dlgpu.predict.fit import Sample, errors_pct, fit
+from dlgpu.predict.roofline import op_unit
+from dlgpu.predict.validate import memory_model_check
+from dlgpu.results import memory_need
 
 CAT = load_catalog()
 
@@ -65,10 +70,10 @@ def test_foreach_launches() -> None:
 
 
 def test_source_stack() -> None:
-    assert api.source_stack({"source_url": "https://github.com/NVIDIA/DeepLearningExamples/blob/x/README.md"}) \
+    assert source_stack({"source_url": "https://github.com/NVIDIA/DeepLearningExamples/blob/x/README.md"}) \
         == "NVIDIA/DeepLearningExamples"
-    assert api.source_stack({"source_url": "https://www.example.org/a/b"}) == "example.org"
-    assert api.source_stack({}) == ""
+    assert source_stack({"source_url": "https://www.example.org/a/b"}) == "example.org"
+    assert source_stack({}) == ""
 
 
 def test_stack_scales_step_time() -> None:
@@ -111,9 +116,9 @@ def test_cpu_device_uses_amx_peak_for_bf16_dense_ops() -> None:
 def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     api.bench(["test_resnet", "test_bert"], devices=["cpu"], precisions=["fp32"], tasks=["train", "infer"],
-              quick=True, budget=TINY_BUDGET, save_to=out)
-    docs = api.bench_documents([out])
-    samples, skipped = api.bench_samples(docs, CAT)
+              quick=True, timing=TINY_BUDGET, save_to=out)
+    docs = bench_documents([out])
+    samples, skipped = bench_samples(docs, CAT, profile)
     assert not skipped and len(samples) == 4
     measured = {(r["workload"], r["task"]): r["samples_per_s"] for r in docs[0]["results"]}
     for s in samples:
@@ -123,7 +128,7 @@ def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:
     # A fit on these rows alone reproduces them: the CPU parameters are identifiable.
     cal = fit(samples)
     assert max(abs(e) for e in errors_pct(cal, samples)) < 60
-    mem = api.memory_model_check(docs)
+    mem = memory_model_check(docs, profile)
     assert mem["n"] == 4 and mem["runtime_bytes"] > 0
     assert all(r["measured_bytes"] > 0 and r["model_bytes"] > 0 for r in mem["rows"])
 
@@ -132,7 +137,7 @@ def test_bench_documents_rejects_other_files(tmp_path: Path) -> None:
     f = tmp_path / "x.json"
     f.write_text('{"schema": "dlgpu.predict/1"}')
     with pytest.raises(api.BadInput, match=r"dlgpu\.bench/1"):
-        api.bench_documents([f])
+        bench_documents([f])
 
 
 def test_fit_recovers_known_cpu_parameters() -> None:
@@ -156,9 +161,9 @@ def test_largest_batch_that_fits(workload: str, task: str, overrides: dict) -> N
     b = api.largest_batch(workload, task, "fp16", memory, overrides)
     assert b > 1
     # Exact: the trace at b fits and the one at b + 1 does not.
-    assert api.memory_need(api.analyze(workload, task, "fp16", b, overrides)) <= memory
+    assert memory_need(api.analyze(workload, task, "fp16", b, overrides)) <= memory
     over = b + 1
-    assert api.memory_need(api.analyze(workload, task, "fp16", over, overrides)) > memory
+    assert memory_need(api.analyze(workload, task, "fp16", over, overrides)) > memory
     assert api.largest_batch(workload, task, "fp16", 2**20, overrides) == 0  # 1 MiB: not even batch 1
 
 
@@ -172,8 +177,8 @@ def test_analyze_cli_largest_batch(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["memory_need_bytes"] > doc["state_bytes"] + doc["activation_bytes"]
     units = {(o["kind"], o["unit"]) for o in doc["ops"]}
     assert ("matmul", "tensor") in units and ("elementwise", "tensor") not in units
-    assert api.op_unit("conv", "float32", "fp32") == "tensor-tf32"
-    assert api.op_unit("matmul", "float32", "fp32") == "vector"
+    assert op_unit("conv", "float32", "fp32") == "tensor-tf32"
+    assert op_unit("matmul", "float32", "fp32") == "vector"
     assert main(["analyze", "resnet50", "--memory", "12x"]) == 2
     err = capsys.readouterr().err
     assert "--memory 12x" in err and len(err.strip().splitlines()) == 1

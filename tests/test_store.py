@@ -29,7 +29,7 @@ from dlgpu.store.schema import validate_document
 def bench_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real bench document: test_resnet on this CPU, fp32 and bf16, train and infer."""
     db = tmp_path_factory.mktemp("bench") / "r.sqlite"
-    report = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, budget=TINY_BUDGET,
+    report = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, timing=TINY_BUDGET,
                    overrides={"image_size": "16"}, telemetry=False, db=db)
     doc = report.to_dict()
     assert doc["run_id"] and len(doc["results"]) == 4
@@ -106,7 +106,7 @@ def test_not_a_database(tmp_path: Path) -> None:
 
 def test_bench_run_is_stored_whole(tmp_path: Path, bench_doc: dict[str, Any]) -> None:
     db = tmp_path / "r.sqlite"
-    report = bench(workloads=["test_resnet"], precisions=["fp32"], tasks=["infer"], quick=True, budget=TINY_BUDGET,
+    report = bench(workloads=["test_resnet"], precisions=["fp32"], tasks=["infer"], quick=True, timing=TINY_BUDGET,
                    overrides={"image_size": "16"}, telemetry=False, db=db)
     with Store(db) as s:
         runs = s.runs()
@@ -122,8 +122,8 @@ def test_bench_run_is_stored_whole(tmp_path: Path, bench_doc: dict[str, Any]) ->
 
 def test_prediction_is_stored_with_this_machine(tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
-    doc = api.predict("resnet50", "a100-sxm4-80gb", "bf16")
-    run_id = api.save_prediction(doc, db)
+    saved = api.save_prediction(api.predict("resnet50", "a100-sxm4-80gb", "bf16"), db)
+    run_id, doc = saved.run_id, saved.to_dict()
     with Store(db) as s:
         got = s.get(run_id)
         assert got.row.kind == "predict" and got.row.status == "complete"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from dlgpu.measure import telemetry
+from dlgpu.measure.mfu import mfu
 from dlgpu.measure.telemetry import (
     ESTIMATE_IDLE_SHARE,
     AmdSmiBackend,
@@ -36,7 +37,6 @@ from dlgpu.measure.telemetry import (
     counter_delta,
     counter_total,
     efficiency,
-    mfu,
     nvml_backend,
     nvml_index_for_cuda,
     rapl_zones,

@@ -19,6 +19,8 @@ from torch._subclasses.fake_tensor import DynamicOutputShapeException
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlgpu.analyze import fold, trace
+from dlgpu.analyze.profiles import profile
+from dlgpu.predict.calibration import PUBLISHED_FILE, calibration_rows, calibration_samples
 from dlgpu.results import OpProfile
 from dlgpu.workloads import PlainContext, get_workload
 
@@ -135,14 +137,13 @@ def test_folding_gives_the_unfolded_records(name: str, batch: int, monkeypatch: 
 
 
 def test_ssd300_calibration_rows_are_usable() -> None:
-    from dlgpu import api
     from dlgpu.catalog import load_catalog
 
-    rows = [r for r in api.calibration_rows(api.PUBLISHED_FILE) if r["workload"] == "ssd300"]
+    rows = [r for r in calibration_rows(PUBLISHED_FILE) if r["workload"] == "ssd300"]
     assert rows
     smallest = sorted(rows, key=lambda r: (r["task"], int(r["batch_size"])))
     some = [next(r for r in smallest if r["task"] == t) for t in ("infer", "train")]
-    samples, skipped = api.calibration_samples(some, load_catalog())
+    samples, skipped = calibration_samples(some, load_catalog(), profile)
     assert not skipped and len(samples) == 2
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
@@ -28,9 +30,11 @@ def format_bytes(n_bytes: float | None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """A human duration: '850 ms', '12.3 s', '4.2 min', '3.1 h', '580 days', '3.4 years'."""
+    """A human duration: '850 ms', '12.3 s', '4.2 min', '3.1 h', '145 days', '3.4 years' ('never': infinite)."""
     if seconds is None:
         return "-"
+    if not math.isfinite(seconds):
+        return "never"
     if seconds < 0.9995:  # below that, 3 significant digits of ms would print as 1e+03
         return f"{seconds * 1e3:.3g} ms"
     if seconds < MINUTE_S:
@@ -67,3 +71,22 @@ def parse_bytes(text: str) -> int:
     if value <= 0:
         raise ValueError(f"{text!r}: a size must be positive")
     return int(value)
+
+
+def parse_duration(text: str) -> float:
+    """'12h', '90m', '2d', '1w', '3600s' or a number of hours; seconds. ValueError with the reason."""
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+    for suffix in sorted(units, key=len, reverse=True):
+        if t.endswith(suffix):
+            number = t[: -len(suffix)].strip()
+            break
+    else:
+        number, suffix = t, "h"
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 12h, 90m, 2d, 1w)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return value * units[suffix]

@@ -13,14 +13,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dlgpu.workloads import PlainContext, WorkloadInstance, get_workload
-from dlgpu.workloads.detection import (
-    SSD300_CHANNELS,
-    SSD300_NUM_ANCHORS,
-    DetectionWorkload,
-    box_masks,
-    calibrate_frozen_bn,
-    random_boxes,
-)
+from dlgpu.workloads.detection import SSD300_CHANNELS, SSD300_NUM_ANCHORS
+from dlgpu.workloads.models.detection import DetectionWorkload, box_masks, calibrate_frozen_bn, random_boxes
 
 CPU = torch.device("cpu")
 

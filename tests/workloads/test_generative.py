@@ -10,7 +10,7 @@ import torch
 
 from dlgpu.errors import BadInput
 from dlgpu.workloads import PlainContext, get_workload
-from dlgpu.workloads.generative import DCGANWorkload
+from dlgpu.workloads.models.generative import DCGANWorkload
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from dlgpu.errors import BadInput
 from dlgpu.workloads import PlainContext, WorkloadInstance, get_workload
-from dlgpu.workloads.rnn import GNMT, BahdanauAttention, ClippedSGD, GNMTWorkload
+from dlgpu.workloads.models.rnn import GNMT, BahdanauAttention, ClippedSGD, GNMTWorkload
 
 CPU = torch.device("cpu")
 

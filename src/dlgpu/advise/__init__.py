@@ -1,8 +1,9 @@
-"""Verdicts and rankings: does a job need a GPU, which one, and what it costs (``cost``: the arithmetic;
-``verdict``: candidates, constraints and the verdict)."""
+"""Does a job need a GPU, which one, and what will it cost: ``inputs`` (the job and its constraints, with units
+and provenance), ``candidates`` (own devices, GPUs to buy, instances to rent, each figure with its source),
+``cost`` (the arithmetic), ``verdict`` (the one judge of "meets the deadline" and "affordable") and
+``advice`` (inputs -> candidates -> verdict -> ``results.Advice``)."""
 
 from . import cost
-from .cost import Figure
-from .verdict import ADVISE_SCHEMA, Candidate, Constraints, Verdict, decide, human_time
+from .verdict import decide
 
-__all__ = ["ADVISE_SCHEMA", "Candidate", "Constraints", "Figure", "Verdict", "cost", "decide", "human_time"]
+__all__ = ["cost", "decide"]

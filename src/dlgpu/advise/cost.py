@@ -4,23 +4,8 @@ figures that each carry their provenance; no I/O, no torch."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-HOURS_PER_YEAR = 24 * 365
 JOULES_PER_KWH = 3.6e6
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A number with where it came from: measured | predicted | catalog | estimated | assumed | computed |
-    given (by the user)."""
-
-    value: float | None
-    source: str
-    basis: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return {"value": self.value, "source": self.source, "basis": self.basis}
 
 
 def job_time_s(samples: float, samples_per_s: float) -> float:
@@ -55,22 +40,3 @@ def amortized_usd(price_usd: float, job_s: float, hours_per_day: float, lifetime
 def rent_usd(usd_per_hour: float, job_s: float) -> float:
     """On-demand rent, billed per second (the major clouds bill per second after the first minute)."""
     return usd_per_hour * job_s / 3600.0
-
-
-def parse_duration(text: str) -> float:
-    """'12h', '90m', '2d', '1w', '3600s' or a number of hours; seconds. ValueError with the reason."""
-    t = text.strip().lower()
-    units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-    for suffix in sorted(units, key=len, reverse=True):
-        if t.endswith(suffix):
-            number = t[: -len(suffix)].strip()
-            break
-    else:
-        number, suffix = t, "h"
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (e.g. 12h, 90m, 2d, 1w)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{text!r}: a duration must be positive")
-    return value * units[suffix]

@@ -2,105 +2,18 @@
 
 A candidate is one way to run the job: a device this machine has (``own``), a catalog GPU bought at its
 launch price (``buy``), or a cloud instance rented by the hour (``rent``). Each of its figures carries its
-provenance (``cost.Figure``). The verdict only ranks what the candidates say; every reason it gives names
+provenance (``results.Figure``). The verdict only ranks what the candidates say; every reason it gives names
 the figures it rests on."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace
 
+from dlgpu.results import Candidate, Constraints, Figure, Verdict
 from dlgpu.units import format_bytes
-
-from .cost import Figure
-
-ADVISE_SCHEMA = "dlgpu.advise/1"
-
-
-@dataclass(frozen=True)
-class Constraints:
-    deadline_s: float
-    deadline_basis: str  # "--deadline 12h" or "default: 24 h"
-    budget_usd: float | None
-    max_power_w: float | None
-    electricity_usd_per_kwh: Figure
-    carbon_g_per_kwh: Figure
-    pue: float
-    hours_per_day: float
-    lifetime_years: float
-    power_factor: float  # share of TDP drawn where power was not measured
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"deadline_s": self.deadline_s, "deadline_basis": self.deadline_basis, "budget_usd": self.budget_usd,
-                "max_power_w": self.max_power_w, "electricity_usd_per_kwh": self.electricity_usd_per_kwh.to_dict(),
-                "carbon_g_per_kwh": self.carbon_g_per_kwh.to_dict(), "pue": self.pue,
-                "hours_per_day": self.hours_per_day, "lifetime_years": self.lifetime_years,
-                "power_factor": self.power_factor}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: str  # "own:cpu", "buy:a100-sxm4-80gb", "rent:AWS:p4d.24xlarge"
-    origin: str  # own | buy | rent
-    name: str
-    hardware: str  # a catalog id, or "local"
-    kind: str  # cpu | gpu
-    gpus: int
-    precision: str
-    batch_size: int | None
-    figures: dict[str, Figure]
-    fits: bool | None = None
-    bound: dict[str, float] | None = None
-    consumer: bool = False  # a GeForce/Radeon part: see the reasons
-    notes: tuple[str, ...] = ()
-    excluded: str | None = None  # why it cannot be a choice at all (does not fit, over --max-power)
-
-    def value(self, name: str) -> float | None:
-        f = self.figures.get(name)
-        return None if f is None else f.value
-
-    @property
-    def time_s(self) -> float:
-        v = self.value("time_s")
-        return math.inf if v is None else v
-
-    @property
-    def total_usd(self) -> float | None:
-        """What this choice costs to make for this job: the purchase (bought), the rent (rented), or the
-        electricity (owned; the device is already paid for)."""
-        return self.value("upfront_usd") if self.origin == "buy" else self.value("job_cost_usd")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "origin": self.origin, "name": self.name, "hardware": self.hardware, "kind": self.kind,
-                "gpus": self.gpus, "precision": self.precision, "batch_size": self.batch_size, "fits": self.fits,
-                "bound": self.bound, "consumer": self.consumer, "excluded": self.excluded,
-                "notes": list(self.notes), "figures": {k: f.to_dict() for k, f in self.figures.items()}}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    answer: str  # cpu-enough | gpu-needed | nothing-meets
-    headline: str
-    cheapest: str | None = None  # candidate ids
-    fastest: str | None = None
-    best_value: str | None = None
-    what_would: tuple[str, ...] = ()
-    reasons: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "headline": self.headline, "cheapest": self.cheapest, "fastest": self.fastest,
-                "best_value": self.best_value, "what_would": list(self.what_would), "reasons": list(self.reasons)}
-
-
-def human_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "never"
-    for unit, size, above in (("days", 86400.0, 2 * 86400.0), ("h", 3600.0, 3600.0), ("min", 60.0, 60.0)):
-        if seconds >= above:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+from dlgpu.units import format_duration as span
 
 
 def usd(x: float | None) -> str:
@@ -114,6 +27,12 @@ def meets(c: Candidate, k: Constraints) -> bool:
 def affordable(c: Candidate, k: Constraints) -> bool:
     cost = c.total_usd
     return k.budget_usd is None or (cost is not None and cost <= k.budget_usd)
+
+
+def judge(cands: Sequence[Candidate], k: Constraints) -> list[Candidate]:
+    """The candidates with the verdict's judgments recorded on each (whether it meets the deadline and is within
+    the budget), so that nothing downstream judges again."""
+    return [replace(c, meets_deadline=meets(c, k), affordable=affordable(c, k)) for c in cands]
 
 
 def _label(c: Candidate) -> str:
@@ -141,28 +60,28 @@ def _reasons(best: Candidate, cands: Sequence[Candidate], cpu: Candidate | None,
     if consumers:
         c = min(consumers, key=lambda c: c.time_s)
         note = next((n for n in c.notes if "accumulate" in n), "")
-        out.append(f"Consumer GPUs: the fastest, {c.name}, takes {human_time(c.time_s)}"
+        out.append(f"Consumer GPUs: the fastest, {c.name}, takes {span(c.time_s)}"
                    + (f"; {note}" if note else "") + ".")
     f = best.figures.get("samples_per_s")
     low, high = best.value("samples_per_s_low"), best.value("samples_per_s_high")
     if f is not None and f.source == "predicted" and low and high and sps:
         why = best.figures["samples_per_s_low"].basis
         out.append(f"Uncertainty: {best.name}'s throughput is predicted: likely {low:,.0f}-{high:,.0f} samples/s "
-                   f"({why}), so {human_time(best.time_s * sps / high)} to {human_time(best.time_s * sps / low)}.")
+                   f"({why}), so {span(best.time_s * sps / high)} to {span(best.time_s * sps / low)}.")
     elif f is not None:
         out.append(f"{best.name}'s throughput is {f.source} ({f.basis}).")
     if cpu is not None and cpu is not best:
         src = (cpu.figures.get("samples_per_s") or Figure(None, "?")).source
-        out.append(f"This machine's CPU would take {human_time(cpu.time_s)} ({src}).")
+        out.append(f"This machine's CPU would take {span(cpu.time_s)} ({src}).")
     return out
 
 
 def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
     cpu = next((c for c in cands if c.origin == "own" and c.kind == "cpu"), None)
-    deadline = human_time(k.deadline_s)
+    deadline = span(k.deadline_s)
     if cpu is not None and meets(cpu, k):
         src = (cpu.figures.get("samples_per_s") or Figure(None, "?")).source
-        headline = (f"A CPU is enough: this machine's CPU finishes in {human_time(cpu.time_s)} ({src}), within the "
+        headline = (f"A CPU is enough: this machine's CPU finishes in {span(cpu.time_s)} ({src}), within the "
                     f"{deadline} deadline ({k.deadline_basis}).")
         return Verdict("cpu-enough", headline, cpu.id, cpu.id, cpu.id, (), tuple(_reasons(cpu, cands, None, k)))
     ok = [c for c in cands if meets(c, k) and affordable(c, k)]
@@ -173,10 +92,10 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
         fastest = min(ok, key=lambda c: c.time_s)
         priced = [c for c in ok if c.value("job_cost_usd")]
         best = max(priced, key=lambda c: 1.0 / (c.value("job_cost_usd") or math.inf), default=cheapest)
-        cpu_part = f"this machine's CPU would take {human_time(cpu.time_s)}" if cpu else "no CPU was measured"
+        cpu_part = f"this machine's CPU would take {span(cpu.time_s)}" if cpu else "no CPU was measured"
         headline = (f"A GPU is needed: {cpu_part}, past the {deadline} deadline ({k.deadline_basis}). Cheapest that "
-                    f"meets it: {_label(cheapest)}, {human_time(cheapest.time_s)} for {usd(cheapest.total_usd)}; "
-                    f"fastest: {_label(fastest)}, {human_time(fastest.time_s)}; best value: {_label(best)}, "
+                    f"meets it: {_label(cheapest)}, {span(cheapest.time_s)} for {usd(cheapest.total_usd)}; "
+                    f"fastest: {_label(fastest)}, {span(fastest.time_s)}; best value: {_label(best)}, "
                     f"{usd(best.value('job_cost_usd'))} per job.")
         return Verdict("gpu-needed", headline, cheapest.id, fastest.id, best.id, (),
                        tuple(_reasons(fastest, cands, cpu, k)))
@@ -190,11 +109,11 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
 def _what_would(cands: Sequence[Candidate], k: Constraints, fastest: Candidate | None) -> list[str]:
     out = []
     if fastest is not None:
-        out.append(f"A longer deadline: {human_time(fastest.time_s)} is the fastest ({_label(fastest)}).")
+        out.append(f"A longer deadline: {span(fastest.time_s)} is the fastest ({_label(fastest)}).")
     in_time = [c for c in cands if meets(c, k)]
     if in_time and k.budget_usd is not None:
         c = min(in_time, key=lambda c: c.total_usd if c.total_usd is not None else math.inf)
-        out.append(f"A larger budget: {usd(c.total_usd)} gets {_label(c)}, {human_time(c.time_s)}.")
+        out.append(f"A larger budget: {usd(c.total_usd)} gets {_label(c)}, {span(c.time_s)}.")
     fp32_only = [c for c in cands if c.precision == "fp32" and c.kind == "gpu" and c.excluded is None]
     if fp32_only:
         out.append("Mixed precision (bf16/fp16 autocast) where a candidate ran at fp32.")
@@ -205,7 +124,7 @@ def _what_would(cands: Sequence[Candidate], k: Constraints, fastest: Candidate |
     multi = [c for c in cands if c.origin == "rent" and c.gpus > 1 and c.excluded is None]
     if multi:
         c = min(multi, key=lambda c: c.time_s)
-        out.append(f"More GPUs: {c.name} ({c.gpus} GPUs, data parallel) takes {human_time(c.time_s)}.")
+        out.append(f"More GPUs: {c.name} ({c.gpus} GPUs, data parallel) takes {span(c.time_s)}.")
     elif fastest is not None:
         out.append("More GPUs in data parallel (no multi-GPU instance in the catalog for these devices).")
     return out

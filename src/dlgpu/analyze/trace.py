@@ -387,18 +387,3 @@ def _cache_bytes(batch: Any) -> int | None:
         tensors = [*getattr(cache, "key_cache", ()), *getattr(cache, "value_cache", ())]
     found = [t for t in tensors if isinstance(t, torch.Tensor)]
     return int(_nbytes(found)) if found else None
-
-
-def trace_version() -> str:
-    """What a cached profile depends on besides its key: torch, and dlgpu's tracing and workload code."""
-    import hashlib
-    from pathlib import Path
-
-    from dlgpu import workloads as workloads_pkg
-
-    h = hashlib.sha256(torch.__version__.encode())
-    for root in (Path(__file__).parent, Path(str(workloads_pkg.__file__)).parent):
-        for f in sorted(root.rglob("*")):
-            if f.suffix in (".py", ".toml"):
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]

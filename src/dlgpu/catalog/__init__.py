@@ -17,6 +17,7 @@ from .specs import (
     HardwareEntry,
     HardwareListing,
     LocalCpu,
+    is_consumer,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "describe_local_cpu",
     "device_facts",
     "estimate_cpu_tdp",
+    "is_consumer",
     "load_catalog",
     "match_cpu",
     "match_gpu",

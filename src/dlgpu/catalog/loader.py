@@ -13,14 +13,14 @@ import csv
 import difflib
 import functools
 import io
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from dlgpu.errors import BadInput
+from dlgpu.home import user_catalog_dir
 
 from .columns import FILE_KINDS, CatalogError, kind_of_header, parse_cell
 from .specs import CloudInstance, CpuSpec, GpuSpec
@@ -39,18 +39,6 @@ class _Row:
 class _File:
     kind: str  # GPU | CPU | cloud
     rows: tuple[_Row, ...]
-
-
-def user_catalog_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where user catalog files live: ``$DLGPU_CONFIG_DIR/catalog``, else ``$XDG_CONFIG_HOME/dlgpu/catalog``,
-    else ``~/.config/dlgpu/catalog``. (The config dir, not the catalog dir itself, is what the variables
-    name, so other configuration can sit beside the catalog later.)"""
-    env = os.environ if env is None else env
-    if env.get("DLGPU_CONFIG_DIR"):
-        return Path(env["DLGPU_CONFIG_DIR"]).expanduser() / "catalog"
-    if env.get("XDG_CONFIG_HOME"):
-        return Path(env["XDG_CONFIG_HOME"]).expanduser() / "dlgpu" / "catalog"
-    return Path.home() / ".config" / "dlgpu" / "catalog"
 
 
 def parse_csv(text: str, name: str, origin: str) -> _File:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlgpu.results import DeviceInfo
+from dlgpu.results import PRECISIONS, DeviceInfo
 
 from .loader import Catalog
 from .local import describe_local_cpu, normalize_cpu_name, simd_rate
@@ -187,7 +187,7 @@ def device_facts(device: DeviceInfo, catalog: Catalog) -> DeviceFacts:
     where = f"catalog GPU {row.id} (source: {row.source})"
     tdp_basis = f"TDP of {where}" if row.tdp_w else f"no TDP: {row.id} has none in the catalog"
     peaks: dict[str, tuple[float | None, str]] = {}
-    for p in ("fp32", "tf32", "bf16", "fp16"):
+    for p in PRECISIONS:
         v = row.peak_flops_per_s(p)
         what = "FP16 tensor peak with FP32 accumulate (what autocast runs)" if p == "fp16" else \
             f"{p.upper()} dense peak"

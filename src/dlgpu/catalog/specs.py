@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dlgpu.results import HARDWARE_ENTRY_SCHEMA, HARDWARE_SCHEMA
+
 PRECISION_FIELDS: dict[str, str] = {
     "fp32": "fp32_flops_per_s",
     "tf32": "tf32_flops_per_s",
@@ -168,6 +170,14 @@ class LocalCpu:
         return d
 
 
+def is_consumer(gpu: GpuSpec) -> bool:
+    """A GeForce, Radeon RX or Titan card (bought by people, not datacenters): its fp16 with fp32 accumulate
+    may run at a fraction of its fp16 rate, which advise says."""
+    name = f"{gpu.name} {gpu.id}".lower()
+    return any(w in name for w in ("geforce", "rtx-", "gtx", "radeon rx", "titan")) and not any(
+        w in name for w in ("rtx a", "rtx-a", "quadro", "rtx 6000 ada", "l40", "a10"))
+
+
 def parse_cuda_cc(text: str) -> tuple[int, int] | None:
     """ "8.6" -> (8, 6); anything else (a gfx target, garbage) -> None."""
     major, sep, minor = text.strip().partition(".")
@@ -176,8 +186,6 @@ def parse_cuda_cc(text: str) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-HARDWARE_SCHEMA = "dlgpu.hardware/1"
-HARDWARE_ENTRY_SCHEMA = "dlgpu.hardware.entry/1"
 KINDS: tuple[str, ...] = ("gpu", "cpu", "cloud", "all")
 
 

@@ -135,9 +135,9 @@ def select(devices: list[DeviceInfo], wanted: list[str]) -> list[DeviceInfo]:
             kinds = ("cpu", "cuda", "cuda:N", "mps", "xpu", "all")
             present = ", ".join(d.id for d in devices)
             if w.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
-                raise BadInput(f"--device {w}: not a device kind (valid: {', '.join(kinds)})")
-            raise BadInput(f"--device {w}: not present on this machine (present: {present}; "
-                           "or 'all')")
+                raise BadInput(f"{w}: not a device kind (valid: {', '.join(kinds)})", param="devices")
+            raise BadInput(f"{w}: not present on this machine (present: {present}; "
+                           "or 'all')", param="devices")
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
 

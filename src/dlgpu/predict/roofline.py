@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlgpu.catalog import CpuSpec, GpuSpec, LocalCpu
+from dlgpu.devices.precision import PrecisionFacts, precision_unsupported
 from dlgpu.errors import BadInput
 from dlgpu.results import OpProfile, OpRecord
 
@@ -60,19 +61,13 @@ def generation(gpu: GpuSpec) -> str:
 
 
 def precision_reason(gpu: GpuSpec, precision: str) -> str | None:
-    """None when ``gpu`` can run ``precision`` as dlgpu means it; else a one-line reason."""
+    """None when catalog device ``gpu`` can run ``precision`` as dlgpu means it; else a one-line reason (the
+    rule of ``devices.precision``, with the catalog's figures as the facts)."""
     if gpu.kind == "cpu":
-        if precision in ("tf32", "fp16"):
-            return f"{gpu.id} is a CPU: dlgpu runs CPUs at fp32 and bf16 (autocast) only"
-        return None
-    cc = gpu.cuda_cc
-    if precision == "tf32" and not gpu.tf32_flops_per_s:
-        return f"{gpu.id} has no TF32 tensor cores (TF32 needs NVIDIA compute capability 8.0 or newer)"
-    if precision == "bf16" and cc is not None and cc < (8, 0):
-        return f"{gpu.id} (compute capability {gpu.compute_capability}) has no bf16 support; bf16 needs 8.0+"
-    if precision == "bf16" and cc is None and not gpu.bf16_flops_per_s:
-        return f"{gpu.id} has no bf16 figure in the catalog"
-    return None
+        return precision_unsupported(precision, PrecisionFacts("cpu", gpu.id))
+    facts = PrecisionFacts("gpu", gpu.id, gpu.cuda_cc, tf32=bool(gpu.tf32_flops_per_s),
+                           bf16=bool(gpu.bf16_flops_per_s))
+    return precision_unsupported(precision, facts)
 
 
 def efficiency_terms(unit: str, group: str, gen: str, phase: str = "forward") -> tuple[str, ...]:
@@ -168,6 +163,16 @@ class StepPrediction:
         total = self.step_time_s or 1.0
         return {"compute": self.compute_s / total, "memory": self.memory_s / total,
                 "overhead": self.overhead_s / total}
+
+
+def op_unit(kind: str, dtype: str, precision: str) -> str:
+    """Which unit an operator runs on, as eager PyTorch dispatches it on an NVIDIA GPU: ``tensor`` (fp16/bf16
+    dense ops), ``tensor-tf32`` (fp32 convolutions, and matmuls at ``tf32``, from Ampere on), ``vector``."""
+    if kind in DENSE and dtype in ("float16", "bfloat16"):
+        return "tensor"
+    if kind in DENSE and dtype == "float32" and (kind == "conv" or precision == "tf32"):
+        return "tensor-tf32"
+    return "vector"
 
 
 def op_group(op: OpRecord) -> str:

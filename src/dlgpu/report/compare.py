@@ -8,7 +8,6 @@ prediction of the same thing sit side by side with the prediction's error."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dlgpu.catalog import Catalog, CpuSpec, GpuSpec, match_cpu, match_gpu
+from dlgpu.home import utc_now
+from dlgpu.results import ADVISE_SCHEMA, BENCH_SCHEMA, PREDICT_SCHEMA
 from dlgpu.units import format_duration
 
 from .model import (
@@ -391,7 +392,7 @@ def _roofs(entries: Sequence[Entry], docs: Sequence[tuple[Mapping[str, Any], Map
     ones from the catalog row they match. Returns the roofs and entry key -> roof label."""
     roofs: dict[str, Roof] = {}
     for run, doc in docs:
-        if doc.get("schema") == "dlgpu.predict/1" and doc.get("bandwidth_bytes_per_s") and doc.get("peaks_flops_per_s"):
+        if doc.get("schema") == PREDICT_SCHEMA and doc.get("bandwidth_bytes_per_s") and doc.get("peaks_flops_per_s"):
             e = predict_entry(run, doc, catalog)
             roofs.setdefault(e.key, Roof(e.label, float(doc["bandwidth_bytes_per_s"]),
                                          dict(doc["peaks_flops_per_s"]), "catalog"))
@@ -416,7 +417,7 @@ def roofline(entries: Sequence[Entry], docs: Sequence[tuple[Mapping[str, Any], M
     roofs, label_of = _roofs(entries, docs, catalog)
     points: list[RoofPoint] = []
     for run, doc in docs:
-        if doc.get("schema") != "dlgpu.predict/1" or not doc.get("ops"):
+        if doc.get("schema") != PREDICT_SCHEMA or not doc.get("ops"):
             continue
         e = predict_entry(run, doc, catalog)
         if e.key not in label_of:
@@ -451,7 +452,6 @@ def batch_chart(entries: Sequence[Entry]) -> LineChart:
 
 # --- advise runs (``dlgpu.advise/1``) ----------------------------------------------------------------------------
 
-ADVISE_SCHEMA = "dlgpu.advise/1"
 ADVICE_ROWS = 15
 COST_FIGURE = {"buy": "upfront_usd", "rent": "rent_usd", "own": "job_cost_usd"}
 """What choosing a candidate costs: the purchase (buy), the rent for the job (rent), the electricity (own)."""
@@ -558,7 +558,6 @@ def advice_rows(doc: Mapping[str, Any], top: int = ADVICE_ROWS) -> list[tuple[Ce
         if v.get(key):
             roles.setdefault(str(v[key]), []).append(word)
     shown = [c for i, c in enumerate(ranked) if i < top or str(c.get("id")) in roles]
-    deadline = (doc.get("constraints") or {}).get("deadline_s")
     rows: list[tuple[Cell, ...]] = []
     for c in shown:
         t, t_src = _figure(c, "time_s")
@@ -567,7 +566,8 @@ def advice_rows(doc: Mapping[str, Any], top: int = ADVICE_ROWS) -> list[tuple[Ce
         high, _ = _figure(c, "samples_per_s_high")
         cost, cost_src = _figure(c, COST_FIGURE.get(str(c.get("origin")), "job_cost_usd"))
         kwh, kwh_src = _figure(c, "energy_kwh")
-        meets = None if t is None or not isinstance(deadline, int | float) else ("yes" if t <= deadline else "no")
+        judged = c.get("meets_deadline")  # the verdict's judgment (advise.verdict); older documents lack it
+        meets = None if judged is None else ("yes" if judged else "no")
         fits = c.get("fits")
         rows.append((_t(str(doc.get("workload"))), Cell(str(c.get("name")), "text",
                                                           flag=", ".join(roles.get(str(c.get("id")), [])) or None),
@@ -615,9 +615,9 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     refs = []
     advised: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
     for run, doc in runs:
-        if doc.get("schema") == "dlgpu.bench/1":
+        if doc.get("schema") == BENCH_SCHEMA:
             entries += bench_entries(run, doc, catalog)
-        elif doc.get("schema") == "dlgpu.predict/1":
+        elif doc.get("schema") == PREDICT_SCHEMA:
             entries.append(predict_entry(run, doc, catalog))
         elif doc.get("schema") == ADVISE_SCHEMA and (not workloads or doc.get("workload") in workloads):
             advised.append((run, doc))
@@ -661,5 +661,5 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
         panels = tuple(advise_panel(run, doc) for run, doc in advised)
         notes.append(f"{len(advised)} advise run{'s' if len(advised) != 1 else ''}: the verdicts, the 'Advice' table "
                      "and the time vs cost chart.")
-    return Comparison(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), tuple(refs), tables, charts,
+    return Comparison(utc_now(), tuple(refs), tables, charts,
                       panels=panels, notes=tuple(notes))

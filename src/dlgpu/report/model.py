@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-COMPARE_SCHEMA = "dlgpu.compare/1"
+from dlgpu.results import COMPARE_SCHEMA
 
 Source = Literal["measured", "estimated", "predicted", "catalog", "computed"]
 SOURCES: tuple[str, ...] = ("measured", "estimated", "predicted", "catalog", "computed")

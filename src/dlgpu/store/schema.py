@@ -18,11 +18,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dlgpu.errors import BadInput
-from dlgpu.results import BENCH_SCHEMA, NOISY_IQR_OVER_MEDIAN, PRECISIONS, TASKS
-
-PREDICT_SCHEMA = "dlgpu.predict/1"
-EXPORT_SCHEMA = "dlgpu.export/1"
-ADVISE_SCHEMA = "dlgpu.advise/1"
+from dlgpu.results import (
+    ADVISE_SCHEMA,
+    BENCH_SCHEMA,
+    EXPORT_SCHEMA,
+    NOISY_IQR_OVER_MEDIAN,
+    PRECISIONS,
+    PREDICT_SCHEMA,
+    TASKS,
+)
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_DEPTH = 32
@@ -325,6 +329,8 @@ class AdviseCandidate(_Strict):
     consumer: bool
     excluded: Str | None
     notes: list[Str] = Field(max_length=MAX_LINES)
+    meets_deadline: bool | None = None  # absent from documents older than the verdict's own judgments
+    affordable: bool | None = None
     figures: dict[Name, AdviseFigure] = Field(max_length=1000)
 
     @model_validator(mode="after")

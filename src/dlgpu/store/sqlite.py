@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -28,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from dlgpu.errors import BadInput
+from dlgpu.home import default_db_path, utc_now
 
-DB_ENV = "DLGPU_DB"
 BUSY_TIMEOUT_S = 30.0
 
 MIGRATIONS: tuple[str, ...] = (
@@ -77,19 +76,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def default_db_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(DB_ENV):
-        return Path(env[DB_ENV]).expanduser()
-    if env.get("DLGPU_HOME"):
-        return Path(env["DLGPU_HOME"]).expanduser() / "results.sqlite"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("dlgpu", appauthor=False)) / "results.sqlite"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
@@ -182,23 +168,23 @@ class Store:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         if self.path.exists() and self.path.is_dir():
-            raise BadInput(f"--db {self.path}: is a directory; give a database file path")
+            raise BadInput(f"{self.path}: is a directory; give a database file path", param="db")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise BadInput(f"--db {self.path}: cannot open ({exc})") from None
+            raise BadInput(f"{self.path}: cannot open ({exc})", param="db") from None
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise BadInput(f"--db {self.path}: SQLite could not switch it to WAL mode (got {mode})")
+                raise BadInput(f"{self.path}: SQLite could not switch it to WAL mode (got {mode})", param="db")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise BadInput(f"--db {self.path}: not a dlgpu results database ({exc})") from None
+            raise BadInput(f"{self.path}: not a dlgpu results database ({exc})", param="db") from None
         except BaseException:
             self.db.close()
             raise
@@ -236,8 +222,8 @@ class Store:
         with self._write() as db:
             have = self.version()  # again, inside the lock: another process may have migrated meanwhile
             if have > SCHEMA_VERSION:
-                raise BadInput(f"--db {self.path}: written by a newer dlgpu (schema version {have}; this one "
-                               f"knows up to {SCHEMA_VERSION}); upgrade dlgpu or use another --db")
+                raise BadInput(f"{self.path}: written by a newer dlgpu (schema version {have}; this one "
+                               f"knows up to {SCHEMA_VERSION}); upgrade dlgpu or use another --db", param="db")
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1].split(";"):
                     if statement.strip():
@@ -258,9 +244,6 @@ class Store:
         return int(cur.lastrowid or 0)
 
     # --- writing ----------------------------------------------------------------------------------------
-    def has_run(self, run_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
-
     def begin_bench(self, run_id: str, doc: Mapping[str, Any], summary: str = "") -> None:
         """The run's row, before its first result: status ``running``."""
         header = {k: v for k, v in doc.items() if k != "results"}
@@ -282,7 +265,7 @@ class Store:
             sets, args = ["doc = ?"], [canonical(header)]
             if status is not None:
                 sets += ["status = ?", "finished_at = ?"]
-                args += [status, _now()]
+                args += [status, utc_now()]
             if summary is not None:
                 sets.append("summary = ?")
                 args.append(summary)
@@ -312,7 +295,7 @@ class Store:
     @staticmethod
     def _insert_advise(db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], status: str, origin: str,
                        machine_id: int | None) -> None:
-        created = doc.get("created_at") or _now()
+        created = doc.get("created_at") or utc_now()
         db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
                    "summary, doc) VALUES (?, 'advise', ?, ?, ?, ?, ?, ?, ?, ?)",
                    (run_id, doc["schema"], created, created, status, origin, machine_id, advise_summary(doc),
@@ -327,7 +310,7 @@ class Store:
     def _insert_predict(db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], status: str, origin: str,
                         machine_id: int | None) -> None:
         """A prediction: the run row carries the whole document; one results row indexes it."""
-        created = doc.get("created_at") or _now()
+        created = doc.get("created_at") or utc_now()
         db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
                    "summary, doc) VALUES (?, 'predict', ?, ?, ?, ?, ?, ?, ?, ?)",
                    (run_id, doc["schema"], created, created, status, origin, machine_id, predict_summary(doc),
@@ -443,11 +426,6 @@ class Store:
 
     def all_ids(self) -> list[str]:
         return [str(r[0]) for r in self.db.execute("SELECT id FROM runs ORDER BY created_at, rowid")]
-
-    def delete(self, run_id: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -9,10 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class StepContext(Protocol):
@@ -31,6 +32,8 @@ class PlainContext:
     """fp32 context with no autocast and no scaler: for tests and hand-written loops."""
 
     def autocast(self) -> AbstractContextManager[Any]:
+        import torch
+
         return torch.autocast("cpu", enabled=False)
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
@@ -109,9 +112,13 @@ class SupervisedWorkload(WorkloadInstance):
 def sgd_momentum(model: nn.Module, lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 1e-4) -> torch.optim.Optimizer:
     """SGD with momentum, the CNN recipe (torchvision references: lr 0.1, momentum 0.9, wd 1e-4)."""
+    import torch
+
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def adamw(model: nn.Module, lr: float = 1e-4, weight_decay: float = 0.01) -> torch.optim.Optimizer:
     """AdamW, the transformer recipe. ``foreach`` is left to PyTorch's default for the device."""
+    import torch
+
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -12,18 +12,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from dlgpu.errors import BadInput
 
-from .base import SupervisedWorkload, adamw
-from .registry import TaskFacts, WorkloadSpec
+from .spec import TaskFacts, WorkloadSpec
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-          "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+if TYPE_CHECKING:
+    import torch
+
+    from .models.custom import CustomWorkload
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,8 @@ class InputSpec:
     high: int | None
 
     def make(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        import torch
+
         shape = (batch_size, *self.shape)
         if self.dtype.is_floating_point:
             return torch.randn(shape, device=device, dtype=self.dtype)
@@ -42,26 +42,29 @@ class InputSpec:
 
 
 def parse_inputs(text: str) -> list[InputSpec]:
+    from .models.custom import DTYPES
+
     specs = []
     for part in text.split(","):
         fields = part.strip().split(":")
         if not fields[0] or len(fields) > 3:
-            raise BadInput(f"--input {text}: each input is SHAPE[:DTYPE[:HIGH]], e.g. 3x224x224 or 128:int64:30522")
+            raise BadInput(f"{text}: each input is SHAPE[:DTYPE[:HIGH]], e.g. 3x224x224 or 128:int64:30522",
+                           param="inputs")
         try:
             shape = tuple(int(d) for d in fields[0].lower().split("x"))
         except ValueError:
-            raise BadInput(f"--input {text}: shape {fields[0]!r} must be integers joined by 'x'") from None
+            raise BadInput(f"{text}: shape {fields[0]!r} must be integers joined by 'x'", param="inputs") from None
         if any(d <= 0 for d in shape):
-            raise BadInput(f"--input {text}: dimensions must be positive")
+            raise BadInput(f"{text}: dimensions must be positive", param="inputs")
         dtype_name = fields[1] if len(fields) > 1 else "float32"
         if dtype_name not in DTYPES:
-            raise BadInput(f"--input {text}: dtype {dtype_name!r} is not one of {', '.join(DTYPES)}")
+            raise BadInput(f"{text}: dtype {dtype_name!r} is not one of {', '.join(DTYPES)}", param="inputs")
         high = None
         if len(fields) == 3:
             try:
                 high = int(fields[2])
             except ValueError:
-                raise BadInput(f"--input {text}: HIGH {fields[2]!r} must be an integer") from None
+                raise BadInput(f"{text}: HIGH {fields[2]!r} must be an integer", param="inputs") from None
         specs.append(InputSpec(shape, DTYPES[dtype_name], high))
     return specs
 
@@ -69,43 +72,15 @@ def parse_inputs(text: str) -> list[InputSpec]:
 def load_factory(target: str) -> Any:
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise BadInput(f"--model {target}: expected package.module:factory")
+        raise BadInput(f"{target}: expected package.module:factory", param="model")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BadInput(f"--model {target}: cannot import {module_name!r} ({exc})") from None
+        raise BadInput(f"{target}: cannot import {module_name!r} ({exc})", param="model") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise BadInput(f"--model {target}: {module_name} has no callable {attr!r}")
+        raise BadInput(f"{target}: {module_name} has no callable {attr!r}", param="model")
     return factory
-
-
-def _first_tensor(out: Any) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    loss = getattr(out, "loss", None)
-    if isinstance(loss, torch.Tensor):
-        return loss
-    values = out.values() if isinstance(out, Mapping) else out
-    for v in values:
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            return v
-    raise TypeError("the model returned no floating-point tensor to build a loss from")
-
-
-class CustomWorkload(SupervisedWorkload):
-    def __init__(self, model: nn.Module, inputs: list[InputSpec]) -> None:
-        super().__init__(model, adamw(model), "adamw")
-        self.inputs = inputs
-
-    def make_batch(self, batch_size: int, device: torch.device, channels_last: bool = False) -> Any:
-        return [s.make(batch_size, device) for s in self.inputs]
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        return _first_tensor(self.model(*batch)).float().mean()
-
-    def forward(self, batch: Any) -> Any:
-        return self.model(*batch)
 
 
 def custom_spec(target: str, inputs: str, batch_size: int = 8) -> WorkloadSpec:
@@ -114,9 +89,13 @@ def custom_spec(target: str, inputs: str, batch_size: int = 8) -> WorkloadSpec:
     input_specs = parse_inputs(inputs)
 
     def build(_params: Mapping[str, Any]) -> CustomWorkload:
+        from torch import nn
+
+        from .models.custom import CustomWorkload
+
         model = factory()
         if not isinstance(model, nn.Module):
-            raise BadInput(f"--model {target}: the factory returned {type(model).__name__}, not an nn.Module")
+            raise BadInput(f"{target}: the factory returned {type(model).__name__}, not an nn.Module", param="model")
         return CustomWorkload(model, input_specs)
 
     return WorkloadSpec(

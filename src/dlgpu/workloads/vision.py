@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-import torchvision
-from torch import nn
-
-from .base import SupervisedWorkload, sgd_momentum
 from .registry import Param, TaskFacts, register_workload
+
+if TYPE_CHECKING:
+    from .models.vision import ClassifierWorkload, InceptionV3Workload
 
 IMAGENET_1K = TaskFacts(
     dataset="ImageNet-1k (ILSVRC2012)",
@@ -34,32 +31,6 @@ IMAGENET_1K = TaskFacts(
 )
 
 
-class ClassifierWorkload(SupervisedWorkload):
-    """A classifier on random images with random labels; cross-entropy; SGD with momentum."""
-
-    def __init__(self, model: nn.Module, image_size: int, num_classes: int, lr: float = 0.1,
-                 weight_decay: float = 1e-4) -> None:
-        # lr / weight_decay change the optimizer's constants, not its cost; they follow each model's
-        # recipe (torchvision trains VGG at 1e-2, see vgg16 below).
-        super().__init__(model, sgd_momentum(model, lr=lr, weight_decay=weight_decay), "sgd-momentum")
-        self.image_size = image_size
-        self.num_classes = num_classes
-
-    def make_batch(self, batch_size: int, device: torch.device, channels_last: bool = False) -> Any:
-        x = torch.randn(batch_size, 3, self.image_size, self.image_size, device=device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, self.num_classes, (batch_size,), device=device)
-        return x, y
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        x, y = batch
-        return F.cross_entropy(self.model(x), y)
-
-    def forward(self, batch: Any) -> Any:
-        return self.model(batch[0])
-
-
 _IMAGE_SIZE = Param("image_size", 224, "input height and width in pixels", minimum=32)
 _NUM_CLASSES = Param("num_classes", 1000, "classifier outputs")
 
@@ -76,6 +47,10 @@ _NUM_CLASSES = Param("num_classes", 1000, "classifier outputs")
     architecture_source="He et al. 2016 (arXiv:1512.03385); v1.5 = stride 2 in the 3x3 conv, as torchvision",
 )
 def resnet50(p: Mapping[str, Any]) -> ClassifierWorkload:
+    import torchvision
+
+    from .models.vision import ClassifierWorkload
+
     model = torchvision.models.resnet50(weights=None, num_classes=p["num_classes"])
     return ClassifierWorkload(model, p["image_size"], p["num_classes"])
 
@@ -96,6 +71,10 @@ def resnet50(p: Mapping[str, Any]) -> ClassifierWorkload:
     architecture_source="torchvision.models.resnet.ResNet(BasicBlock, [1, 1, 1, 1])",
 )
 def test_resnet(p: Mapping[str, Any]) -> ClassifierWorkload:
+    import torchvision
+
+    from .models.vision import ClassifierWorkload
+
     model = torchvision.models.resnet.ResNet(
         torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=p["num_classes"]
     )
@@ -193,6 +172,10 @@ EFFICIENTNET_B0_FACTS = replace(
     architecture_source="He et al. 2016 (arXiv:1512.03385), [3, 8, 36, 3] Bottleneck blocks; torchvision",
 )
 def resnet152(p: Mapping[str, Any]) -> ClassifierWorkload:
+    import torchvision
+
+    from .models.vision import ClassifierWorkload
+
     model = torchvision.models.resnet152(weights=None, num_classes=p["num_classes"])
     return ClassifierWorkload(model, p["image_size"], p["num_classes"])
 
@@ -209,23 +192,14 @@ def resnet152(p: Mapping[str, Any]) -> ClassifierWorkload:
     architecture_source="Simonyan & Zisserman 2015 (arXiv:1409.1556), configuration D; torchvision vgg16",
 )
 def vgg16(p: Mapping[str, Any]) -> ClassifierWorkload:
+    import torchvision
+
+    from .models.vision import ClassifierWorkload
+
     model = torchvision.models.vgg16(weights=None, num_classes=p["num_classes"])
     # torchvision's AlexNet/VGG recipe uses --lr 1e-2: its README says the default 0.1 "is too high" for
     # these models without batch norm.
     return ClassifierWorkload(model, p["image_size"], p["num_classes"], lr=0.01)
-
-
-class InceptionV3Workload(ClassifierWorkload):
-    """Inception-v3 trains on the main and the auxiliary classifier: both heads are part of the cost.
-
-    torchvision's model returns ``InceptionOutputs(logits, aux_logits)`` in training mode and plain logits
-    in eval mode; the loss weights the auxiliary head by 0.4 as torchvision's classification reference does
-    (references/classification/train.py: ``loss1 + 0.4 * loss2`` for inception_v3 / googlenet)."""
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        x, y = batch
-        out = self.model(x)
-        return F.cross_entropy(out.logits, y) + 0.4 * F.cross_entropy(out.aux_logits, y)
 
 
 @register_workload(
@@ -246,6 +220,10 @@ class InceptionV3Workload(ClassifierWorkload):
     architecture_source="Szegedy et al. 2016 (arXiv:1512.00567); torchvision inception_v3(aux_logits=True)",
 )
 def inception_v3(p: Mapping[str, Any]) -> InceptionV3Workload:
+    import torchvision
+
+    from .models.vision import InceptionV3Workload
+
     model = torchvision.models.inception_v3(
         weights=None, num_classes=p["num_classes"], aux_logits=True, init_weights=True
     )
@@ -266,5 +244,9 @@ def inception_v3(p: Mapping[str, Any]) -> InceptionV3Workload:
     architecture_source="Tan & Le 2019 (arXiv:1905.11946), B0; torchvision efficientnet_b0",
 )
 def efficientnet_b0(p: Mapping[str, Any]) -> ClassifierWorkload:
+    import torchvision
+
+    from .models.vision import ClassifierWorkload
+
     model = torchvision.models.efficientnet_b0(weights=None, num_classes=p["num_classes"])
     return ClassifierWorkload(model, p["image_size"], p["num_classes"])

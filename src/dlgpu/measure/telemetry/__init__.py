@@ -27,7 +27,6 @@ from .model import (
     efficiency,
     energy_j_per_sample,
     energy_j_per_step,
-    mfu,
     samples_per_s_per_w,
     trapezoid_energy_j,
 )
@@ -67,7 +66,6 @@ __all__ = [
     "efficiency",
     "energy_j_per_sample",
     "energy_j_per_step",
-    "mfu",
     "nvml_backend",
     "nvml_index_for_cuda",
     "rapl_zones",

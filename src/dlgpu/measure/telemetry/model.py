@@ -269,13 +269,6 @@ def samples_per_s_per_w(samples_per_s: float, power_w: float) -> float:
     return samples_per_s / power_w
 
 
-def mfu(achieved_flops_per_s: float, peak_flops_per_s: float) -> float:
-    """Model FLOP utilization: achieved FLOP/s over the device's peak FLOP/s at the precision used."""
-    if peak_flops_per_s <= 0:
-        raise ValueError("peak_flops_per_s must be positive")
-    return achieved_flops_per_s / peak_flops_per_s
-
-
 @dataclass(frozen=True)
 class Efficiency:
     """Energy and compute efficiency of one window. ``net`` = idle baseline subtracted from the energy."""
@@ -309,6 +302,8 @@ def efficiency(
     ``samples_per_s`` defaults to ``samples / duration``; pass the harness's figure (batch / median step) to
     keep one throughput across the report. Watts are the window's average power (net of idle if ``net``).
     Achieved FLOP/s = ``flops / duration``; MFU needs ``peak_flops_per_s`` from the catalog."""
+    from dlgpu.measure.mfu import mfu
+
     energy = result.net_energy_j if net else result.energy_j
     power = result.net_avg_power_w if net else result.avg_power_w
     duration = result.duration_s

@@ -10,20 +10,12 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-BENCH_SCHEMA = "dlgpu.bench/1"
-WORKLOADS_SCHEMA = "dlgpu.workloads/1"
-WORKLOAD_SCHEMA = "dlgpu.workload/1"
+from .vocab import BENCH_SCHEMA
 
 NOISY_IQR_OVER_MEDIAN = 0.10
 """A run is flagged noisy when IQR/median exceeds this (the threshold torch.utils.benchmark warns at)."""
 
-Task = Literal["train", "infer", "decode"]
 Status = Literal["ok", "skipped", "failed"]
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
-TASKS: tuple[str, ...] = ("train", "infer", "decode")
-"""decode = one generated token per sequence against a KV cache (decoder-only language models only); its
-samples/s are tokens/s. ``dlgpu bench`` runs train and infer unless decode is asked for."""
-DEFAULT_TASKS: tuple[str, ...] = ("train", "infer")
 
 
 def quartiles(samples: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
@@ -208,14 +200,10 @@ def result_from_dict(d: dict[str, Any]) -> BenchResult:
 
 def report_from_dict(d: dict[str, Any]) -> BenchReport:
     """The inverse of ``BenchReport.to_dict``, for documents read back from the store or a file."""
-    m = dict(d["machine"])
-    m["cpu_flags"] = tuple(m.get("cpu_flags") or ())
-    m["devices"] = tuple(DeviceInfo(**dev) for dev in m.get("devices") or ())
-    m = {k: v for k, v in m.items() if k in MachineInfo.__dataclass_fields__}
     c = dict(d["config"])
     for k in ("workloads", "devices", "precisions", "tasks"):
         c[k] = tuple(c[k])
-    return BenchReport(created_at=d["created_at"], machine=MachineInfo(**m), config=BenchConfig(**c),
+    return BenchReport(created_at=d["created_at"], machine=machine_from_dict(d["machine"]), config=BenchConfig(**c),
                        results=tuple(result_from_dict(r) for r in d.get("results") or ()),
                        interrupted=bool(d.get("interrupted")), schema=d.get("schema", BENCH_SCHEMA),
                        run_id=d.get("run_id"), telemetry=dict(d.get("telemetry") or {}))
@@ -242,6 +230,14 @@ class MachineInfo:
         d["cpu_flags"] = list(self.cpu_flags)
         d["devices"] = [dev.to_dict() for dev in self.devices]
         return d
+
+
+def machine_from_dict(d: dict[str, Any]) -> MachineInfo:
+    """The inverse of ``MachineInfo.to_dict``."""
+    m = dict(d)
+    m["cpu_flags"] = tuple(m.get("cpu_flags") or ())
+    m["devices"] = tuple(DeviceInfo(**dev) for dev in m.get("devices") or ())
+    return MachineInfo(**{k: v for k, v in m.items() if k in MachineInfo.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -291,86 +287,3 @@ class BenchReport:
             "telemetry": dict(self.telemetry),
             "results": [r.to_dict() for r in self.results],
         }
-
-
-@dataclass(frozen=True)
-class OpRecord:
-    """One distinct operator call shape, with how often it ran in the step."""
-
-    op: str
-    # kind: matmul | conv | attention | norm | softmax | reduction | embedding | elementwise | optimizer | copy | other
-    kind: str
-    phase: str  # forward | backward | optimizer
-    dtype: str  # the dtype of the op's main output
-    flops: float  # per call
-    bytes_read: float  # per call
-    bytes_written: float  # per call
-    count: int
-    launches: int = 1  # GPU kernels per call (a multi-tensor ``_foreach_`` op launches several)
-
-    @property
-    def bytes(self) -> float:
-        return self.bytes_read + self.bytes_written
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class OpProfile:
-    workload: str
-    task: str
-    precision: str
-    batch_size: int
-    params: dict[str, Any]
-    parameters: int
-    ops: tuple[OpRecord, ...]
-    activation_bytes: int | None = None
-    state_bytes: int | None = None  # weights (+ gradients and optimizer state when training)
-    cache_bytes: int | None = None  # decode: the KV cache of context_len tokens the step attends to
-
-    @property
-    def flops(self) -> float:
-        return sum(o.flops * o.count for o in self.ops)
-
-    @property
-    def bytes(self) -> float:
-        return sum(o.bytes * o.count for o in self.ops)
-
-    @property
-    def kernels(self) -> int:
-        return sum(o.count * o.launches for o in self.ops)
-
-    def by_kind(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for o in self.ops:
-            d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
-            d["flops"] += o.flops * o.count
-            d["bytes"] += o.bytes * o.count
-            d["kernels"] += o.count * o.launches
-        return out
-
-    def without_phase(self, phase: str) -> OpProfile:
-        """The same step without one phase (published figures that timed forward+backward only)."""
-        from dataclasses import replace
-
-        return replace(self, ops=tuple(o for o in self.ops if o.phase != phase))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload, "task": self.task, "precision": self.precision,
-            "batch_size": self.batch_size, "params": dict(self.params), "parameters": self.parameters,
-            "flops": self.flops, "bytes": self.bytes, "kernels": self.kernels,
-            "activation_bytes": self.activation_bytes, "state_bytes": self.state_bytes,
-            "cache_bytes": self.cache_bytes,
-            "by_kind": self.by_kind(), "ops": [o.to_dict() for o in self.ops],
-        }
-
-
-def profile_from_dict(d: dict[str, Any]) -> OpProfile:
-    """The inverse of ``OpProfile.to_dict`` (the derived totals are recomputed from the operators)."""
-    ops = tuple(OpRecord(**{k: o[k] for k in OpRecord.__dataclass_fields__ if k in o}) for o in d["ops"])
-    return OpProfile(workload=d["workload"], task=d["task"], precision=d["precision"], batch_size=d["batch_size"],
-                     params=dict(d["params"]), parameters=d["parameters"], ops=ops,
-                     activation_bytes=d.get("activation_bytes"), state_bytes=d.get("state_bytes"),
-                     cache_bytes=d.get("cache_bytes"))

@@ -1,0 +1,142 @@
+"""Operator profiles on demand: traced once per key, kept in memory and on disk (``home.cache_dir()``), so that
+``predict`` and ``advise`` with every profile cached import no torch. ``profile`` is the ``ProfileSource``
+the prediction engine is handed.
+
+A cached profile is keyed by what was traced (workload, task, precision, batch, parameters, optimizer step,
+target) and by ``trace_version()``: the installed torch and the source of dlgpu's tracing and workload code.
+A cache that cannot be read or written is no cache: the trace runs again."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dlgpu.errors import BadInput
+from dlgpu.home import cache_dir, write_json_atomic
+from dlgpu.results import PRECISIONS, TASKS, OpProfile, memory_need, profile_from_dict
+from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec, check_task, get_workload
+
+_MEMORY: dict[tuple[Any, ...], OpProfile] = {}
+_CUSTOM: dict[str, WorkloadSpec] = {}
+"""User models (``--model``) that may be traced in this process, by name (never cached on disk)."""
+_VERSION: list[str] = []
+
+MAX_BATCH_SEARCHED = 1 << 16
+
+
+def register_custom(spec: WorkloadSpec) -> None:
+    """Let ``profile`` trace a user's model (``--model``) by its name in this process."""
+    _CUSTOM[spec.name] = spec
+
+
+def trace_version() -> str:
+    """What a cached profile depends on besides its key: torch's version (read from the installed distribution,
+    without importing it) and the source of dlgpu's tracing (``analyze/``) and workload code (``workloads/``)."""
+    from importlib import metadata
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "none"
+    h = hashlib.sha256(torch_version.encode())
+    here = Path(__file__).parent
+    for root in (here, here.parent / "workloads"):
+        for f in sorted(root.rglob("*")):
+            if f.suffix in (".py", ".toml"):
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _disk_path(key: tuple[Any, ...]) -> Path:
+    if not _VERSION:
+        _VERSION.append(trace_version())
+    name = hashlib.sha256(repr((key, _VERSION[0])).encode()).hexdigest()[:32]
+    return cache_dir() / "profiles" / f"{name}.json"
+
+
+def _read_disk(key: tuple[Any, ...]) -> OpProfile | None:
+    path = _disk_path(key)
+    try:
+        return profile_from_dict(json.loads(path.read_text())) if path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_disk(key: tuple[Any, ...], prof: OpProfile) -> None:
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        write_json_atomic(_disk_path(key), prof.to_dict())
+
+
+def _trace(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision: str, batch_size: int,
+           optimizer_step: bool, target: str) -> OpProfile:
+    from .memory_model import memory_floor
+    from .trace import profile as trace_profile
+
+    prof = trace_profile(spec, params, task, precision, batch_size, target=target)
+    if not optimizer_step:
+        prof = prof.without_phase("optimizer")
+    return replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
+
+
+def profile(workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
+            overrides: Mapping[str, str] | None = None, optimizer_step: bool = True, target: str = "gpu") -> OpProfile:
+    """The operator profile of one full-size step, traced on fake tensors (no memory, no compute), as eager
+    PyTorch dispatches it on a GPU (``target="gpu"``) or on a CPU (``"cpu"``; see ``gpu_semantics``).
+
+    ``decode`` is one generated token per sequence against a KV cache of ``context_len`` tokens (decoder-only
+    language models); its default batch is one sequence (``DECODE_BATCH``)."""
+    if task not in TASKS:
+        raise BadInput(f"{task}: not one of {', '.join(TASKS)}", param="task")
+    if precision not in PRECISIONS:
+        raise BadInput(f"{precision}: not one of {', '.join(PRECISIONS)}", param="precision")
+    spec = _CUSTOM[workload] if workload in _CUSTOM else get_workload(workload)
+    check_task(spec, task)
+    params = spec.resolve(dict(overrides or {}))
+    bs = batch_size or (DECODE_BATCH if task == "decode" else spec.batch_size)
+    if bs <= 0:
+        raise BadInput(f"{bs}: must be a positive integer", param="batch_size")
+    key = (spec.name, task, precision, bs, repr(sorted(params.items())), optimizer_step, target)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    custom = spec.family == "custom"
+    prof = None if custom else _read_disk(key)
+    if prof is None:
+        prof = _trace(spec, params, task, precision, bs, optimizer_step, target)
+        if not custom:
+            _write_disk(key, prof)
+    _MEMORY[key] = prof
+    return prof
+
+
+def largest_batch(workload: str, task: str, precision: str, memory_bytes: int,
+                  overrides: Mapping[str, str] | None = None, target: str = "gpu") -> int:
+    """The largest batch whose ``memory_need`` fits ``memory_bytes`` (0 if not even batch 1 does). Memory is
+    nearly affine in the batch: secant steps from batches 1 and 8 find the crossing in a few traces, and
+    unit steps settle it exactly."""
+    def need(b: int) -> int:
+        return memory_need(profile(workload, task, precision, b, overrides, target=target))
+
+    if need(1) > memory_bytes:
+        return 0
+    x0, x1 = 1, 8
+    if need(x1) <= need(x0):
+        return MAX_BATCH_SEARCHED  # memory does not grow with the batch
+    for _ in range(6):
+        n0, n1 = need(x0), need(x1)
+        if n1 == n0:
+            break
+        x2 = min(MAX_BATCH_SEARCHED, max(1, round(x1 + (memory_bytes - n1) * (x1 - x0) / (n1 - n0))))
+        if x2 == x1:
+            break
+        x0, x1 = x1, x2
+    b = x1
+    while b > 1 and need(b) > memory_bytes:
+        b -= max(1, b // 200)
+    while b < MAX_BATCH_SEARCHED and need(b + 1) <= memory_bytes:
+        b += 1
+    return b

@@ -1,0 +1,275 @@
+"""The bench loop: validate a request, plan it (``plan``), and measure every plan on this machine, keeping
+every result as it comes (``store.sink``) so that a failing workload, an out-of-memory, a missing sensor or
+Ctrl-C never loses what was already measured.
+
+Per plan: precisions the workload or device cannot run are skipped with the reason; those that cannot fit
+the device's memory are skipped with both figures; the rest are built once and measured at each precision
+(in a child process where an out-of-memory would be the kernel's SIGKILL), with telemetry (``energy``) and
+MFU (``mfu``). The report orders results by plan and precision and derives speedups over this CPU's fp32
+and real-task projections from what was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dlgpu.errors import BadInput
+from dlgpu.home import utc_now
+from dlgpu.results import (
+    DEFAULT_TASKS,
+    PRECISIONS,
+    TASKS,
+    BenchConfig,
+    BenchReport,
+    BenchResult,
+    DeviceInfo,
+    MachineInfo,
+    TaskProjection,
+)
+from dlgpu.workloads.registry import WorkloadSpec, check_task, supporting, task_unsupported_reason
+from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
+
+from .energy import IDLE_BASELINE_S, DeviceEnergy
+from .mfu import MfuCounter, ProfileFn
+from .plan import MemoryCheck, MemoryFit, Plan, make_plans
+from .timer import QUICK, STANDARD, Budget
+
+if TYPE_CHECKING:
+    from dlgpu.store.sink import BenchSink
+
+
+class BenchObserver(Protocol):
+    """Progress callbacks (the CLI draws a progress bar with them)."""
+
+    def planned(self, total: int) -> None: ...
+
+    def started(self, label: str) -> None: ...
+
+    def finished(self, result: BenchResult) -> None: ...
+
+
+class NullObserver:
+    def planned(self, total: int) -> None:
+        pass
+
+    def started(self, label: str) -> None:
+        pass
+
+    def finished(self, result: BenchResult) -> None:
+        pass
+
+
+def project(result: BenchResult, spec: WorkloadSpec, params: Mapping[str, Any]) -> BenchResult:
+    """``result`` with the time its workload's real task would take at the measured throughput."""
+    sps = result.samples_per_s
+    if sps is None:
+        return result
+    task = spec.task_samples(result.task, params)
+    if task is None:
+        return result
+    samples, description = task
+    return replace(result, projection=TaskProjection(description, samples, samples / sps))
+
+
+def with_speedups(results: Sequence[BenchResult]) -> list[BenchResult]:
+    """Speedup in samples/s over this machine's CPU at fp32 for the same workload and task."""
+    base = {(r.workload, r.task): r.samples_per_s for r in results
+            if r.device == "cpu" and r.precision == "fp32" and r.status == "ok"}
+    out = []
+    for r in results:
+        cpu = base.get((r.workload, r.task))
+        sps = r.samples_per_s
+        out.append(replace(r, speedup_vs_cpu_fp32=None if (cpu is None or sps is None) else sps / cpu))
+    return out
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated, planned bench run."""
+
+    specs: tuple[WorkloadSpec, ...]
+    params: dict[str, dict[str, Any]]
+    plans: tuple[Plan, ...]
+    config: BenchConfig
+    cpu: DeviceInfo
+    machine: MachineInfo
+    timing: Budget
+
+
+def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, precisions: Sequence[str] | None,
+               tasks: Sequence[str] | None, *, quick: bool, batch_size: int | None, overrides: Mapping[str, str],
+               timing: Budget | None, custom_specs: Sequence[WorkloadSpec], include_hostname: bool,
+               telemetry: bool, telemetry_period_s: float) -> Suite:
+    """Validate everything before anything runs (``BadInput`` names the parameter and what is valid), then plan."""
+    from dlgpu.devices import detect, select, use_threads
+    from dlgpu.devices.machine import machine_info
+
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"{batch_size}: must be a positive integer", param="batch_size")
+    if not 0 < telemetry_period_s <= 10:
+        raise BadInput(f"{telemetry_period_s}: must be a number of seconds in (0, 10]", param="telemetry_period_s")
+    specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
+    specs += [s for s in custom_specs if s not in specs]
+    precs = resolve_choice(precisions, PRECISIONS, "precisions", PRECISIONS)
+    named = [x for t in tasks or () for x in (DEFAULT_TASKS if t == "both" else (t,))]
+    task_list = resolve_choice(named, TASKS, "tasks", DEFAULT_TASKS)
+    for t in task_list:  # a task named explicitly that nothing selected can run is bad input
+        if t in named and not any(s.supports(t) for s in specs):
+            if len(specs) == 1:
+                check_task(specs[0], t)
+            raise BadInput(f"{t}: none of the selected workloads supports it (workloads that do: {supporting(t)})",
+                           param="tasks")
+    present, _absent = detect()
+    chosen = select(present, list(devices or []))
+    per_overrides = overrides_for(specs, overrides)
+    params = {s.name: s.resolve(per_overrides[s.name]) for s in specs}
+    budget = timing or (QUICK if quick else STANDARD)
+    config = BenchConfig(
+        workloads=tuple(s.name for s in specs), devices=tuple(d.id for d in chosen), precisions=precs,
+        tasks=task_list, quick=quick, batch_size=batch_size, overrides=dict(overrides),
+        budget_s=budget.budget_s, warmup_steps=budget.warmup_steps,
+        min_steps=budget.min_steps, max_steps=budget.max_steps,
+        telemetry=telemetry, telemetry_period_s=telemetry_period_s if telemetry else None,
+    )
+    plans = make_plans(specs, task_list, named, chosen, precs, params, per_overrides, batch_size, quick)
+    cpu = present[0]
+    use_threads(cpu.threads_used or 1)
+    return Suite(tuple(specs), params, tuple(plans), config, cpu, machine_info(present, include_hostname), budget)
+
+
+class _Run:
+    """One bench run in progress: its results so far, where they are saved, and its sensor session."""
+
+    def __init__(self, suite: Suite, observer: BenchObserver, sink: BenchSink, profile: ProfileFn,
+                 on_step: Callable[[int, float], None] | None) -> None:
+        self.suite, self.observer, self.sink, self.on_step = suite, observer, sink, on_step
+        self.created = utc_now()
+        self.results: list[BenchResult] = []
+        cfg = suite.config
+        self.energy = DeviceEnergy(cfg.telemetry, cfg.telemetry_period_s or 0.0,
+                                   min(IDLE_BASELINE_S[cfg.quick], suite.timing.budget_s))
+        self.mfu = MfuCounter(profile, lambda device, prec: self.energy.facts(device).peak(prec), observer.started)
+        self.memory = MemoryCheck()
+        self.by_name = {s.name: s for s in suite.specs}
+        cpu = suite.cpu
+        self.cpu_settings = {"threads": cpu.threads_used, "physical_cores": cpu.physical_cores,
+                             "cpu_native_bf16": cpu.details.get("native_bf16")}
+
+    def report(self, interrupted: bool) -> BenchReport:
+        groups: dict[tuple[str, str, str], int] = {}
+        for r in self.results:
+            groups.setdefault((r.workload, r.task, r.device), len(groups))
+        ordered = sorted(self.results, key=lambda r: (groups[(r.workload, r.task, r.device)],
+                                                      PRECISIONS.index(r.precision)))
+        final = with_speedups([project(r, self.by_name[r.workload], self.suite.params[r.workload])
+                               for r in ordered])
+        return BenchReport(self.created, self.suite.machine, self.suite.config, tuple(final), interrupted,
+                           telemetry=dict(self.energy.summary), run_id=self.sink.run_id)
+
+    def add(self, result: BenchResult) -> None:
+        self.results.append(result)
+        self.observer.finished(result)
+        self.sink.save(self.report(interrupted=True))
+
+    def finish(self, result: BenchResult, plan: Plan) -> BenchResult:
+        """A measured result with its MFU (and the telemetry-off label)."""
+        if result.status == "ok" and not self.suite.config.telemetry:
+            result = replace(result, energy_source="unavailable", energy_basis="telemetry off (--no-telemetry)")
+        return self.mfu.add(result, plan)
+
+    def runnable(self, plan: Plan, base: Mapping[str, Any]) -> tuple[list[str], dict[str, MemoryFit], str | None]:
+        """The precisions of ``plan`` to measure (the others are added as skipped, with the reason), their memory
+        fits, and why the workload could not even be built on the meta device (None if it could)."""
+        from dlgpu.devices import unsupported_reason
+
+        runnable = []
+        for prec in plan.precisions:
+            why = task_unsupported_reason(plan.spec, plan.task) or unsupported_reason(plan.device, prec)
+            if why:
+                self.add(BenchResult(**base, precision=prec, status="skipped", reason=why))
+            else:
+                runnable.append(prec)
+        if not runnable:
+            return [], {}, None
+        self.observer.started(f"{plan.label}: checking memory")
+        fits: dict[str, MemoryFit] = {}
+        floor_error = None
+        try:
+            for prec in runnable:
+                fits[prec] = self.memory.fit(plan, prec)
+        except Exception as exc:  # a workload that cannot even be built on meta
+            floor_error = f"{type(exc).__name__}: {exc}"
+        for prec, f in fits.items():
+            if f.why_not:
+                self.add(BenchResult(**base, precision=prec, status="skipped", reason=f.why_not))
+        return [p for p in runnable if not (p in fits and fits[p].why_not)], fits, floor_error
+
+    def run_plan(self, plan: Plan) -> None:
+        base: dict[str, Any] = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
+                                "overrides": plan.overrides, "batch_size": plan.batch_size,
+                                "requested_batch_size": plan.batch_size}
+        runnable, fits, floor_error = self.runnable(plan, base)
+        if not runnable:
+            return
+        fit = fits.get(runnable[0])
+        settings = self.cpu_settings if plan.device.kind == "cpu" else {}
+        if self.energy.needs_idle(plan.device):
+            self.observer.started(f"{plan.device.id}: measuring idle power (the baseline, once per device)")
+        tel_setup = self.energy.setup(plan.device)
+        if (fit is not None and plan.device.kind == "cpu" and fit.isolate_on_cpu
+                and plan.spec.family != "custom"):
+            self.run_isolated(plan, runnable, settings, tel_setup, fit)
+        else:
+            self.run_here(plan, runnable, settings, tel_setup, base, floor_error)
+
+    def run_isolated(self, plan: Plan, runnable: list[str], settings: Mapping[str, Any], tel_setup: Any,
+                     fit: MemoryFit) -> None:
+        from .isolated import measure_isolated
+
+        self.observer.started(f"{plan.label}: measuring in a child process (large for this machine's memory)")
+        for result in measure_isolated(
+                plan.spec.name, plan.params, plan.device, plan.task, runnable, plan.batch_size,
+                self.suite.timing, plan.overrides, settings, self.suite.cpu.threads_used or 1, fit.note,
+                telemetry=tel_setup):
+            self.add(self.finish(result, plan))
+
+    def run_here(self, plan: Plan, runnable: list[str], settings: Mapping[str, Any], tel_setup: Any,
+                 base: Mapping[str, Any], floor_error: str | None) -> None:
+        from .harness import build, measure
+
+        self.observer.started(f"{plan.label}: building")
+        try:
+            built = build(plan.spec, plan.params, plan.device)
+        except Exception as exc:
+            msg = floor_error or f"build failed: {type(exc).__name__}: {exc}"
+            for prec in runnable:
+                self.add(BenchResult(**base, precision=prec, status="failed", reason=msg[:500]))
+            return
+        for prec in runnable:
+            self.observer.started(f"{plan.label} at {prec}, batch {plan.batch_size}")
+            self.add(self.finish(measure(built, plan.task, prec, plan.batch_size, self.suite.timing,
+                                         overrides=plan.overrides, settings=settings, on_step=self.on_step,
+                                         telemetry=tel_setup), plan))
+        del built
+
+
+def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: BenchObserver | None = None,
+              on_step: Callable[[int, float], None] | None = None) -> BenchReport:
+    """Measure every plan of ``suite``; Ctrl-C stops, and what was measured is saved and returned (interrupted)."""
+    run = _Run(suite, observer or NullObserver(), sink, profile, on_step)
+    run.observer.planned(sum(len(p.precisions) for p in suite.plans))
+    run.sink.begin(run.report(interrupted=True))
+    status = "complete"
+    try:
+        try:
+            for plan in suite.plans:
+                run.run_plan(plan)
+        finally:
+            run.energy.close()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    final = run.report(interrupted=status == "interrupted")
+    run.sink.save(final, status)
+    run.sink.close()
+    return final

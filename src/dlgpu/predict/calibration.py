@@ -1,0 +1,203 @@
+"""Calibration: the performance model's efficiencies, fitted (``fit``) to published measurements and to what
+``dlgpu bench`` measured on CPUs, and the shipped fit (``data/calibration.json``) read back.
+
+Rows and bench results become ``fit.Sample``s through a ``ProfileSource`` (the operator profile of each row's
+step); rows that cannot be used are kept with the reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dlgpu.catalog import Catalog, load_catalog
+from dlgpu.errors import BadInput
+from dlgpu.home import write_json_atomic
+from dlgpu.results import BENCH_SCHEMA, CALIBRATION_SCHEMA, ProfileSource
+from dlgpu.workloads.registry import get_workload
+from dlgpu.workloads.select import parse_overrides
+
+from .fit import Sample, errors_pct, fit, leave_one_device_out, leave_one_workload_out, summary
+from .roofline import Calibration
+from .targets import bench_cpu
+
+DATA = Path(__file__).parent / "data"
+CALIBRATION_FILE = DATA / "calibration.json"
+PUBLISHED_FILE = DATA / "published_calibration.csv"
+BENCH_DIR = DATA / "bench"
+"""``dlgpu bench --json`` documents measured on the machine dlgpu was developed on: the CPU rows the
+shipped calibration fits CPU efficiencies on."""
+
+
+def calibration_rows(path: Path) -> list[dict[str, str]]:
+    required = {"workload", "task", "hardware", "precision", "batch_size", "samples_per_s"}
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = required - set(reader.fieldnames or [])
+            if missing:
+                raise BadInput(f"{path}: missing columns {', '.join(sorted(missing))}")
+            return [dict(r) for r in reader]
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
+
+
+NGC_SOURCES = ("github.com/NVIDIA/DeepLearningExamples", "github.com/lambdal/deeplearning-benchmark")
+"""Benchmarks run in NVIDIA's NGC PyTorch containers, where fp32 matmuls use TF32 on Ampere and newer
+(the containers enable it; so did PyTorch itself before 1.12). Their "fp32" rows on such GPUs are
+calibrated as tf32; everywhere else fp32 means PyTorch's current default (TF32 convolutions only)."""
+
+
+def source_stack(row: Mapping[str, str]) -> str:
+    """The benchmark suite a row comes from (``owner/repo`` of a GitHub source, else the host): rows from
+    one suite share its software stack, whose speed relative to the others is fitted (see
+    ``roofline.scale_terms``)."""
+    url = row.get("source_url") or ""
+    m = re.match(r"https?://(?:www\.)?github\.com/([^/]+/[^/#?]+)", url)
+    if m:
+        return m.group(1)
+    m = re.match(r"https?://(?:www\.)?([^/]+)", url)
+    return m.group(1) if m else ""
+
+
+def _row_precision(row: Mapping[str, str], gpu: Any) -> str:
+    ngc = any(s in (row.get("source_url") or "") for s in NGC_SOURCES)
+    if row["precision"] == "fp32" and ngc and gpu.tf32_flops_per_s:
+        return "tf32"
+    return row["precision"]
+
+
+def _split_overrides(text: str) -> tuple[dict[str, str], bool]:
+    pairs = [p for p in (text or "").split(";") if p.strip()]
+    kv = parse_overrides(pairs)
+    optimizer_step = kv.pop("optimizer_step", "true").lower() not in ("false", "0", "no")
+    return kv, optimizer_step
+
+
+def calibration_samples(rows: Sequence[dict[str, str]], catalog: Catalog,
+                        profiles: ProfileSource) -> tuple[list[Sample], list[tuple[int, str]]]:
+    """(samples, [(row index, why not usable)])."""
+    samples, skipped = [], []
+    for i, row in enumerate(rows):
+        try:
+            if row.get("framework", "pytorch") == "llama.cpp":
+                raise BadInput("llama.cpp rows measure a different runtime than the PyTorch steps dlgpu traces")
+            gpu = catalog.gpu(row["hardware"])
+            kv, opt = _split_overrides(row.get("overrides", ""))
+            precision = _row_precision(row, gpu)
+            prof = profiles(row["workload"], row["task"], precision, int(row["batch_size"]), kv, opt)
+            samples.append(Sample(
+                label=f"{row['workload']} {row['task']} {row['hardware']} {row['precision']} bs{row['batch_size']}"
+                      f"{' ' + row['overrides'] if row.get('overrides') else ''}",
+                family=get_workload(row["workload"]).family, profile=prof, gpu=gpu,
+                precision=precision, framework=row.get("framework") or "pytorch", stack=source_stack(row),
+                measured_samples_per_s=float(row["samples_per_s"])))
+        except BadInput as exc:
+            skipped.append((i, str(exc)))
+        except Exception as exc:  # a model that cannot be traced on fake tensors (data-dependent shapes)
+            skipped.append((i, f"cannot trace {row['workload']} on fake tensors: {type(exc).__name__}: {exc}"[:300]))
+    return samples, skipped
+
+
+_CALIBRATIONS: dict[tuple[str, float], Any] = {}
+
+
+def load_calibration(path: Path | None = None) -> Calibration:
+    """The fitted parameters shipped with dlgpu (regenerated by ``dlgpu calibrate``); read once per file
+    version (keyed by modification time)."""
+    p = path or CALIBRATION_FILE
+    try:
+        key = (str(p), p.stat().st_mtime)
+        if key not in _CALIBRATIONS:
+            doc = json.loads(p.read_text())
+            _CALIBRATIONS[key] = Calibration(doc["values"], doc)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"{p}: no usable calibration ({exc}); run `dlgpu calibrate`") from None
+    return _CALIBRATIONS[key]
+
+
+def bench_documents(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    docs = []
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{p}: not a readable dlgpu bench document ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA:
+            raise BadInput(f"{p}: schema is {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+                           f"expected {BENCH_SCHEMA!r} (a `dlgpu bench --json` document)")
+        docs.append(doc)
+    return docs
+
+
+def bench_samples(docs: Sequence[Mapping[str, Any]], catalog: Catalog,
+                  profiles: ProfileSource) -> tuple[list[Sample], list[str]]:
+    """Calibration samples from what ``dlgpu bench`` measured on CPUs: (samples, reasons rows were not used)."""
+    samples, skipped = [], []
+    for doc in docs:
+        try:
+            cpu = bench_cpu(doc, catalog)
+        except (StopIteration, KeyError, TypeError, ValueError) as exc:
+            skipped.append(f"bench document of {doc.get('created_at')}: no CPU description ({exc})")
+            continue
+        if not cpu.fp32_flops_per_s:
+            skipped.append(f"bench document of {doc.get('created_at')}: its CPU has no FP32 peak ({cpu.source})")
+            continue
+        for r in doc.get("results", []):
+            if r.get("device") != "cpu" or r.get("status") != "ok" or not r.get("samples_per_s"):
+                continue
+            label = f"{r['workload']} {r['task']} cpu:{cpu.name} {r['precision']} bs{r['batch_size']}"
+            try:
+                prof = profiles(r["workload"], r["task"], r["precision"], int(r["batch_size"]),
+                               {k: str(v) for k, v in (r.get("overrides") or {}).items()}, target="cpu")
+            except Exception as exc:  # an unknown (custom) workload or an untraceable one
+                skipped.append(f"{label}: {type(exc).__name__}: {exc}"[:300])
+                continue
+            samples.append(Sample(label=label, family=get_workload(r["workload"]).family, profile=prof, gpu=cpu,
+                                  precision=r["precision"], framework="pytorch",
+                                  measured_samples_per_s=float(r["samples_per_s"]), stack="dlgpu-bench"))
+    return samples, skipped
+
+
+def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: Path | None = None,
+              bench_files: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Fit the performance model on the published calibration data (and any extra files in its columns)
+    and on CPU results of ``dlgpu bench`` documents (default: the ones shipped in ``BENCH_DIR``), report
+    in-sample, leave-one-device-out (GPUs) and leave-one-workload-out (CPUs) errors and the memory model's
+    error against measured peaks, and write the parameters with them."""
+    from .validate import memory_model_check
+
+    catalog = load_catalog()
+    rows: list[dict[str, str]] = []
+    for f in (PUBLISHED_FILE, *data_files):
+        rows += calibration_rows(f)
+    samples, skipped = calibration_samples(rows, catalog, profiles)
+    if len(samples) < 10:
+        raise BadInput(f"only {len(samples)} usable calibration rows; need at least 10")
+    benches = sorted(BENCH_DIR.glob("*.json")) if bench_files is None else list(bench_files)
+    docs = bench_documents(benches)
+    cpu_samples, cpu_skipped = bench_samples(docs, catalog, profiles)
+    everything = samples + cpu_samples
+    cal = fit(everything)
+    doc = {
+        "schema": CALIBRATION_SCHEMA,
+        "values": cal.values,
+        "rows_used": len(samples),
+        "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
+        "in_sample": summary(errors_pct(cal, samples)),
+        "leave_one_device_out": leave_one_device_out(samples, extra=cpu_samples),
+        "cpu": {
+            "rows_used": len(cpu_samples), "rows_skipped": cpu_skipped,
+            "in_sample": summary(errors_pct(cal, cpu_samples)) if cpu_samples else None,
+            "leave_one_workload_out": leave_one_workload_out(cpu_samples, extra=samples) if cpu_samples else None,
+            "devices": sorted({s.gpu.name for s in cpu_samples}),
+        },
+        "memory_model": memory_model_check(docs, profiles),
+        "sources": [str(PUBLISHED_FILE.name), *(str(f) for f in data_files),
+                    *(f"bench/{Path(b).name}" if Path(b).parent == BENCH_DIR else str(b) for b in benches)],
+    }
+    write_json_atomic(output or CALIBRATION_FILE, doc)
+    return doc

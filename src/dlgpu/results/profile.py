@@ -1,0 +1,107 @@
+"""Operator profiles: what one step of a workload does, operator by operator (``analyze`` traces them on fake
+tensors; ``predict`` turns them into time), and what the prediction engine is handed to get them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One distinct operator call shape, with how often it ran in the step."""
+
+    op: str
+    # kind: matmul | conv | attention | norm | softmax | reduction | embedding | elementwise | optimizer | copy | other
+    kind: str
+    phase: str  # forward | backward | optimizer
+    dtype: str  # the dtype of the op's main output
+    flops: float  # per call
+    bytes_read: float  # per call
+    bytes_written: float  # per call
+    count: int
+    launches: int = 1  # GPU kernels per call (a multi-tensor ``_foreach_`` op launches several)
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    workload: str
+    task: str
+    precision: str
+    batch_size: int
+    params: dict[str, Any]
+    parameters: int
+    ops: tuple[OpRecord, ...]
+    activation_bytes: int | None = None
+    state_bytes: int | None = None  # weights (+ gradients and optimizer state when training)
+    cache_bytes: int | None = None  # decode: the KV cache of context_len tokens the step attends to
+
+    @property
+    def flops(self) -> float:
+        return sum(o.flops * o.count for o in self.ops)
+
+    @property
+    def bytes(self) -> float:
+        return sum(o.bytes * o.count for o in self.ops)
+
+    @property
+    def kernels(self) -> int:
+        return sum(o.count * o.launches for o in self.ops)
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for o in self.ops:
+            d = out.setdefault(o.kind, {"flops": 0.0, "bytes": 0.0, "kernels": 0})
+            d["flops"] += o.flops * o.count
+            d["bytes"] += o.bytes * o.count
+            d["kernels"] += o.count * o.launches
+        return out
+
+    def without_phase(self, phase: str) -> OpProfile:
+        """The same step without one phase (published figures that timed forward+backward only)."""
+        from dataclasses import replace
+
+        return replace(self, ops=tuple(o for o in self.ops if o.phase != phase))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "task": self.task, "precision": self.precision,
+            "batch_size": self.batch_size, "params": dict(self.params), "parameters": self.parameters,
+            "flops": self.flops, "bytes": self.bytes, "kernels": self.kernels,
+            "activation_bytes": self.activation_bytes, "state_bytes": self.state_bytes,
+            "cache_bytes": self.cache_bytes,
+            "by_kind": self.by_kind(), "ops": [o.to_dict() for o in self.ops],
+        }
+
+
+def profile_from_dict(d: dict[str, Any]) -> OpProfile:
+    """The inverse of ``OpProfile.to_dict`` (the derived totals are recomputed from the operators)."""
+    ops = tuple(OpRecord(**{k: o[k] for k in OpRecord.__dataclass_fields__ if k in o}) for o in d["ops"])
+    return OpProfile(workload=d["workload"], task=d["task"], precision=d["precision"], batch_size=d["batch_size"],
+                     params=dict(d["params"]), parameters=d["parameters"], ops=ops,
+                     activation_bytes=d.get("activation_bytes"), state_bytes=d.get("state_bytes"),
+                     cache_bytes=d.get("cache_bytes"))
+
+
+def memory_need(prof: OpProfile) -> int:
+    """Bytes a step needs at its peak: weights, gradients and optimizer state, activations kept for backward,
+    the KV cache (decode), and the largest single operator output alive on top of them (workspace)."""
+    workspace = max((o.bytes_written for o in prof.ops), default=0.0)
+    return int((prof.state_bytes or 0) + (prof.activation_bytes or 0) + (prof.cache_bytes or 0) + workspace)
+
+
+class ProfileSource(Protocol):
+    """Where operator profiles come from (``analyze.profiles.profile``: traced once, then cached): the seam
+    through which ``predict`` gets them without importing ``analyze``."""
+
+    def __call__(self, workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
+                 overrides: Mapping[str, str] | None = None, optimizer_step: bool = True,
+                 target: str = "gpu") -> OpProfile: ...

@@ -1,0 +1,35 @@
+"""The vocabularies every layer shares: schema ids of every JSON document dlgpu prints or stores, precisions,
+tasks and candidate sources. The command line takes its choices from here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+BENCH_SCHEMA = "dlgpu.bench/1"
+WORKLOADS_SCHEMA = "dlgpu.workloads/1"
+WORKLOAD_SCHEMA = "dlgpu.workload/1"
+PREDICT_SCHEMA = "dlgpu.predict/1"
+ANALYZE_SCHEMA = "dlgpu.analyze/1"
+ADVISE_SCHEMA = "dlgpu.advise/1"
+VALIDATE_SCHEMA = "dlgpu.validate/1"
+CALIBRATION_SCHEMA = "dlgpu.calibration/1"
+RUNS_SCHEMA = "dlgpu.runs/1"
+EXPORT_SCHEMA = "dlgpu.export/1"
+IMPORT_SCHEMA = "dlgpu.import/1"
+COMPARE_SCHEMA = "dlgpu.compare/1"
+REPORT_SCHEMA = "dlgpu.report/1"
+HARDWARE_SCHEMA = "dlgpu.hardware/1"
+HARDWARE_ENTRY_SCHEMA = "dlgpu.hardware.entry/1"
+
+Task = Literal["train", "infer", "decode"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+TASKS: tuple[str, ...] = ("train", "infer", "decode")
+"""decode = one generated token per sequence against a KV cache (decoder-only language models only); its
+samples/s are tokens/s. ``dlgpu bench`` runs train and infer unless decode is asked for."""
+DEFAULT_TASKS: tuple[str, ...] = ("train", "infer")
+BENCH_TASK_CHOICES: tuple[str, ...] = (*TASKS, "both", "all")
+"""What ``bench --task`` takes: a task, ``both`` (train and infer) or ``all``."""
+SOURCES: tuple[str, ...] = ("own", "buy", "rent")
+"""Where an advise candidate comes from: this machine's devices, catalog GPUs to buy, cloud instances to rent."""
+RUN_KINDS: tuple[str, ...] = ("bench", "predict", "advise")
+"""The kinds of run the results store keeps."""
