@@ -13,7 +13,7 @@ import pytest
 
 from advise_docs import real_doc
 from dlgpu import api
-from dlgpu.report.compare import ADVICE_ROWS
+from dlgpu.report.compare_advice import ADVICE_ROWS
 from dlgpu.report.html import render_html
 from dlgpu.report.markdown import render_markdown
 from dlgpu.report.model import Comparison, ScatterChart

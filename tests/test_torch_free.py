@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 
 from conftest import TINY_BUDGET
-from dlgpu import api
-from dlgpu.cli.main import main
 
 HEAVY = ("torch", "torchvision", "transformers")
 PRELUDE = f"import sys\nfor _m in {HEAVY!r}:\n    sys.modules[_m] = None  # `import torch` raises ImportError\n"
@@ -87,6 +85,8 @@ def dlgpu_blocked(argv: list[str], home: Path, code: int = 0) -> str:
 
 def dlgpu_here(argv: list[str]) -> str:
     """``dlgpu ARGV`` in this process, torch present: asserts exit 0; its stdout."""
+    from dlgpu.cli.main import main  # here, not at the top: the import tests run even when the CLI is broken
+
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(argv)
@@ -136,7 +136,8 @@ SIMPLE = [
     (["hardware", "list"], _has("A100", "a100-sxm4-80gb")),
     (["hardware", "show", "a100-sxm4-80gb"], _has("A100")),
     (["workloads"], _has("resnet50", "bert_base")),
-    (["workloads", "list", "--all"], _has("resnet50", "test_resnet")),  # `workloads --all`: refused by argparse
+    (["workloads", "--all"], _has("resnet50", "test_resnet")),
+    (["workloads", "list", "--all"], _has("resnet50", "test_resnet")),
     # not `workloads show`: its parameter count and memory floor are computed on the meta device, with torch
     (["runs"], _has("no runs")),
     (["runs", "--json"], _is_json("dlgpu.runs/", runs=[])),
@@ -155,6 +156,8 @@ def test_command_without_torch(argv: list[str], check: Any, tmp_path: Path) -> N
 def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A store with a real bench run (the tiny ResNet on this CPU) and a prediction, made here with torch;
     exported to a file, and that file imported into a second store."""
+    from dlgpu import api
+
     tmp = tmp_path_factory.mktemp("torch-free-store")
     db, imported = tmp / "made.sqlite", tmp / "imported.sqlite"
     api.bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["infer"], quick=True,
@@ -203,10 +206,29 @@ ADVISE = ["advise", "test_resnet", "--samples", "1000", "-t", "infer", *TINY, "-
 PREDICT = ["predict", "test_resnet", "-H", "a100-sxm4-80gb", "-t", "infer", *TINY, "--json"]
 
 
-def test_warm_cache_advise_and_predict_without_torch() -> None:
-    home = Path(os.environ["DLGPU_HOME"])  # the conftest's, for this test: the cache starts empty
-    first = json.loads(dlgpu_here(ADVISE))  # traces the profiles and caches them on disk
-    pred = json.loads(dlgpu_here(PREDICT))
+# Warmed in a fresh process (torch present), as a user's earlier run would: in this one, a profile already
+# traced by another test is served from memory and never written to this test's cache.
+WARM = """
+import contextlib, io, json, sys
+from dlgpu.cli.main import main
+outs = []
+for argv in json.loads(sys.argv[1]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(argv)
+    if code != 0:
+        sys.exit(f"dlgpu {' '.join(argv)} exited {code}")
+    outs.append(json.loads(buf.getvalue()))
+print(json.dumps(outs))
+"""
+
+
+def test_warm_cache_advise_and_predict_without_torch(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-c", WARM, json.dumps([ADVISE, PREDICT])], env=_env(home),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    first, pred = json.loads(proc.stdout.strip().splitlines()[-1])  # traced, and cached on disk
     cached = sorted(p.name for p in home.rglob("*.json"))
     assert cached, f"nothing cached under {home}"
 

@@ -19,13 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlgpu import home
+from dlgpu.advise.inputs import (
+    DEFAULT_CARBON_G_PER_KWH,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_ELECTRICITY_USD_PER_KWH,
+    DEFAULT_HOURS_PER_DAY,
+    DEFAULT_LIFETIME_YEARS,
+    JobSize,
+    Limits,
+)
+from dlgpu.catalog import KINDS as HARDWARE_KINDS
 from dlgpu.errors import BadInput
 from dlgpu.results import ANALYZE_SCHEMA, Advice, BenchReport, OpProfile, Prediction, memory_need
 from dlgpu.workloads.registry import WorkloadSpec, get_workload
 from dlgpu.workloads.select import find_workloads, parse_overrides, resolve_workloads, workload_summary
 
 if TYPE_CHECKING:
-    from dlgpu.advise.inputs import JobSize, Limits
     from dlgpu.catalog import HardwareEntry, HardwareListing
     from dlgpu.measure.suite import BenchObserver
     from dlgpu.measure.timer import Budget
@@ -33,7 +42,9 @@ if TYPE_CHECKING:
     from dlgpu.store import RunRow, StoredRun
 
 __all__ = [
-    "Analysis", "BadInput", "advise", "analysis", "analyze", "bench", "calibrate", "compare", "custom_workload",
+    "DEFAULT_CARBON_G_PER_KWH", "DEFAULT_DEADLINE_S", "DEFAULT_ELECTRICITY_USD_PER_KWH", "DEFAULT_HOURS_PER_DAY",
+    "DEFAULT_LIFETIME_YEARS", "HARDWARE_KINDS", "Analysis", "BadInput", "JobSize", "Limits", "advise", "analysis",
+    "analyze", "bench", "calibrate", "compare", "custom_workload",
     "default_db_path", "export_runs", "find_workloads", "hardware_list", "hardware_show", "import_files",
     "largest_batch", "list_runs", "parse_overrides", "predict", "resolve_workloads", "save_advice",
     "save_prediction", "show_run", "validate", "workload_details", "workload_summary",
@@ -294,7 +305,6 @@ def advise(workload: str | WorkloadSpec, task: str = "train", *, size: JobSize |
     from dlgpu.advise.advice import Request
     from dlgpu.advise.advice import advise as decide
     from dlgpu.advise.advice import validate as check
-    from dlgpu.advise.inputs import JobSize, Limits
     from dlgpu.analyze.profiles import profile, register_custom
     from dlgpu.catalog import load_catalog
     from dlgpu.devices.machine import current_machine

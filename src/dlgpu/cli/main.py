@@ -1,43 +1,48 @@
-"""``dlgpu``: the root parser. Each module in ``commands`` adds its subparser and runs it.
+"""``dlgpu``: the root parser. Each module in ``commands`` adds its subcommand and runs it: it parses the flags
+into typed arguments, calls one api function and hands the result to ``report``.
 
-Errors the user can fix (``BadInput``, argparse's complaints) print one line to stderr and exit 2."""
+Errors the user can fix (``BadInput``, argparse's complaints) print one line to stderr and exit 2; the line
+names the flag, not the library's parameter (``cli.common.error_line``)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from dlgpu.errors import BadInput
 
-from .commands import advise, bench, compare, hardware, predict, store, workloads
+from .commands import (
+    advise,
+    analyze,
+    bench,
+    calibrate,
+    compare,
+    export,
+    hardware,
+    import_,
+    predict,
+    report,
+    runs,
+    show,
+    validate,
+    workloads,
+)
+from .common import Parser, error_line
 
-COMMANDS = (advise, bench, workloads, hardware, predict, store, compare)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+COMMANDS = (advise, bench, workloads, hardware, predict, analyze, validate, calibrate, runs, show, export, import_,
+            compare, report)
+"""In the order ``dlgpu --help`` lists them."""
 
 
 def build_parser() -> Parser:
-    from dlgpu import __version__
+    from dlgpu.home import dlgpu_version
 
     parser = Parser(prog="dlgpu", description="Does this deep-learning workload need a GPU, and which one?")
-    parser.add_argument("--version", action="version", version=f"dlgpu {__version__}")
+    parser.add_argument("--version", action="version", version=f"dlgpu {dlgpu_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for cmd in COMMANDS:
         cmd.add_parser(sub)
     return parser
-
-
-def emit_json(doc: Any) -> None:
-    """The one JSON document a ``--json`` command prints on stdout."""
-    sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    sys.stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BadInput as exc:
-        sys.stderr.write(f"dlgpu: error: {exc}\n")
+        sys.stderr.write(error_line(exc) + "\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("dlgpu: interrupted\n")

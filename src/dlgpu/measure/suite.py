@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from dlgpu.errors import BadInput
 from dlgpu.home import utc_now
@@ -35,9 +35,6 @@ from .mfu import MfuCounter, ProfileFn
 from .plan import MemoryCheck, MemoryFit, Plan, make_plans
 from .timer import QUICK, STANDARD, Budget
 
-if TYPE_CHECKING:
-    from dlgpu.store.sink import BenchSink
-
 
 class BenchObserver(Protocol):
     """Progress callbacks (the CLI draws a progress bar with them)."""
@@ -47,6 +44,20 @@ class BenchObserver(Protocol):
     def started(self, label: str) -> None: ...
 
     def finished(self, result: BenchResult) -> None: ...
+
+
+class BenchSink(Protocol):
+    """Where a running bench keeps its results (``store.sink.BenchSink``: the results store and a JSON file):
+    ``begin`` before the first result, ``save`` after each (``status``: ``complete`` or ``interrupted`` at the
+    end), ``close`` last. A sink that fails must not raise: a measurement is never lost to it."""
+
+    run_id: str | None
+
+    def begin(self, report: BenchReport) -> None: ...
+
+    def save(self, report: BenchReport, status: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class NullObserver:

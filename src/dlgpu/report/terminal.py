@@ -1,17 +1,23 @@
-"""Rich tables on a console (stderr when stdout carries JSON)."""
+"""Rich tables on a console (stderr when stdout carries JSON): bench runs and their progress, workloads, the
+hardware catalog and comparisons. Predictions, profiles, validation and calibration: ``terminal_predict``;
+advice: ``terminal_advise``; the results store: ``terminal_runs``. Renders only: every figure and judgment
+comes from the result it is handed."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from types import TracebackType
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dlgpu.catalog import CloudInstance, HardwareEntry, HardwareListing
-from dlgpu.results import BenchReport, BenchResult, OpProfile
+from dlgpu.report.model import Comparison
+from dlgpu.results import BenchReport, BenchResult
 from dlgpu.units import GIB, format_bytes, format_duration, format_rate
 from dlgpu.workloads.registry import WorkloadSpec
 
@@ -40,7 +46,7 @@ ESTIMATED_MARK = "*"
 """Suffix of a power, energy or efficiency figure that is estimated (TDP x utilization), not measured."""
 
 
-def _sig(value: float | None, unit: str = "", mark: str = "") -> str:
+def sig(value: float | None, unit: str = "", mark: str = "") -> str:
     """3 significant digits with an SI prefix for small values ('12.3 mJ'), or '-'."""
     if value is None:
         return "-"
@@ -57,12 +63,12 @@ def _sig(value: float | None, unit: str = "", mark: str = "") -> str:
 def _energy_cells(r: BenchResult) -> tuple[str, str, str, str, str]:
     """power, J/sample, samples/s/W, utilization, MFU: estimated figures marked, a throttled run flagged."""
     mark = ESTIMATED_MARK if r.energy_source == "estimated" else ""
-    power = _sig(r.power_w, "W", mark)
+    power = sig(r.power_w, "W", mark)
     if r.throttled:
         power += " [red]throttled[/]"
     util = "-" if r.utilization_pct is None else f"{r.utilization_pct:.0f}%"
     mfu = "-" if r.mfu is None else (f"{100 * r.mfu:.2g}%" if r.mfu < 0.1 else f"{100 * r.mfu:.0f}%")
-    return (power, _sig(r.energy_j_per_sample, "J", mark), _sig(r.samples_per_s_per_w, "", mark), util, mfu)
+    return (power, sig(r.energy_j_per_sample, "J", mark), sig(r.samples_per_s_per_w, "", mark), util, mfu)
 
 
 def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
@@ -105,7 +111,7 @@ def energy_notes(report: BenchReport) -> list[str]:
         idle = (info.get("idle_baseline") or {}).get("avg_power_w")
         if "estimated" in sources:
             lines.append(f"{ESTIMATED_MARK} {dev}: estimated from TDP x utilization, not measured (no power sensor; "
-                         f"TDP {_sig(tdp, 'W')}: {escape((info.get('facts') or {}).get('tdp_basis', '?'))}).")
+                         f"TDP {sig(tdp, 'W')}: {escape((info.get('facts') or {}).get('tdp_basis', '?'))}).")
         measured = [s for s in sources if s.startswith("measured")]
         if measured:
             lines.append(f"{dev}: power and energy measured ({', '.join(measured)}).")
@@ -114,14 +120,14 @@ def energy_notes(report: BenchReport) -> list[str]:
             lines.append(f"{dev}: no power or energy figures ({escape(why or '?')}).")
         nets = [bool(r.telemetry.get("net_of_idle")) for r in rows if r.telemetry and r.power_w is not None]
         if idle is not None and nets and all(nets):
-            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({_sig(idle, 'W')}, measured "
+            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({sig(idle, 'W')}, measured "
                          "before the runs); power is what the device drew.")
         elif idle is not None and any(nets):
-            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({_sig(idle, 'W')}) where a "
+            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({sig(idle, 'W')}) where a "
                          "run drew clearly more than idle, else gross (each row's energy_basis in --json says).")
         elif idle is not None and nets:
             lines.append(f"{dev}: J/sample and samples/s/W include idle draw: the runs drew barely more than the "
-                         f"idle baseline ({_sig(idle, 'W')}), so the machine was busy with other work when it was "
+                         f"idle baseline ({sig(idle, 'W')}), so the machine was busy with other work when it was "
                          "measured.")
         if any(r.throttled for r in rows):
             lines.append(f"{dev}: throttled = clocks held down by a power cap or heat during the run.")
@@ -175,6 +181,48 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
         console.print(f"[dim]{n}[/]")
     if report.interrupted:
         console.print("[yellow]Interrupted: the results above are what was measured before Ctrl-C.[/]")
+
+
+def print_saved(console: Console, report: BenchReport, db: Path | None, output: Path | None) -> None:
+    """Where the run was saved: the results store (with the command that shows it) and the JSON file."""
+    if db is not None and report.run_id:
+        console.print(f"[dim]saved as run {report.run_id} in {escape(str(db))} (`dlgpu show {report.run_id[:8]}`)[/]")
+    if output is not None:
+        console.print(f"[dim]written: {escape(str(output))}[/]")
+
+
+class BenchProgress:
+    """A progress bar on stderr while a bench runs, and a dim line per finished result: the suite's observer
+    (``planned``, ``started``, ``finished``). Use as a context manager around the run; the bar appears once the
+    suite is planned, so that a bad input prints its one line and nothing else."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task("planning", total=None)
+        self.shown = False
+
+    def __enter__(self) -> BenchProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.shown:
+            self.progress.stop()
+
+    def planned(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+        self.progress.start()
+        self.shown = True
+
+    def started(self, label: str) -> None:
+        self.progress.update(self.task, description=label)
+
+    def finished(self, result: BenchResult) -> None:
+        self.progress.advance(self.task)
+        what = result.status if result.status != "ok" else f"{result.samples_per_s:.3g} samples/s"
+        self.progress.console.print(f"[dim]{escape(result.workload)} {result.task} {escape(result.device)} "
+                                    f"{result.precision}: {what}[/]", highlight=False)
 
 
 def workloads_table(specs: Sequence[WorkloadSpec]) -> Table:
@@ -278,6 +326,13 @@ def hardware_tables(listing: HardwareListing) -> list[Table]:
     return tables
 
 
+def print_hardware(console: Console, listing: HardwareListing) -> None:
+    for table in hardware_tables(listing):
+        console.print(table)
+    if listing.user_files:
+        console.print(f"[dim]merged user catalog files: {escape(', '.join(listing.user_files))}[/]")
+
+
 def cloud_table(instances: Sequence[CloudInstance], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("provider", "instance", "gpu", "gpus", "$/h", "$/GPU-h", "date", "region"):
@@ -356,113 +411,12 @@ def print_hardware_entry(console: Console, entry: HardwareEntry) -> None:
             console.print("  cloud instances: none in the catalog")
 
 
-# --- prediction ------------------------------------------------------------------------------------------
-
-
-def print_prediction(console: Console, doc: dict) -> None:
-    iv = doc.get("interval")
-    rng = "" if not iv else f" (likely {format_rate(iv['low'])}-{format_rate(iv['high'])})"
-    console.print(f"[bold]{escape(doc['workload'])}[/] {doc['task']} on [bold]{escape(doc['hardware'])}[/] at "
-                  f"{doc['precision']}, batch {doc['batch_size']} [dim](predicted, not measured)[/]")
-    unit = "tokens" if doc["task"] == "decode" else "samples"  # a decode step makes one token per sequence
-    console.print(f"  throughput: {format_rate(doc['samples_per_s'])} {unit}/s{rng}")
-    console.print(f"  step time: {format_duration(doc['step_time_s'])}")
-    b = doc["bound"]
-    console.print(f"  time shares: compute {b['compute']:.0%}, memory traffic {b['memory']:.0%}, "
-                  f"per-kernel overhead {b['overhead']:.0%}; tensor-core FLOPs {doc['tensor_core_flops_share']:.0%}")
-    fits = {True: "fits", False: "does NOT fit", None: "unknown fit"}[doc["fits"]]
-    console.print(f"  memory: about {format_bytes(doc['peak_mem_bytes'])} of {format_bytes(doc['memory_bytes'])}: "
-                  f"{fits} [dim]({escape(doc['peak_mem_basis'])})[/]")
-    proj = doc.get("task_projection")
-    if proj:
-        console.print(f"  real task: {escape(proj['description'])}: {format_duration(proj['time_s'])} at the "
-                      "predicted throughput")
-    console.print(f"[dim]{escape(doc['provenance'])}[/]")
-
-
-def print_profile(console: Console, prof: OpProfile) -> None:
-    console.print(f"[bold]{prof.workload}[/] {prof.task} at {prof.precision}, batch {prof.batch_size}: "
-                  f"{prof.flops / 1e12:.3g} TFLOP, {format_bytes(prof.bytes)} moved (eager, unfused), "
-                  f"{prof.kernels} kernels, {prof.parameters:,} parameters")
-    if prof.activation_bytes is not None:
-        console.print(f"  activations kept for backward: {format_bytes(prof.activation_bytes)}; "
-                      f"weights+gradients+optimizer: {format_bytes(prof.state_bytes)}")
-    if prof.cache_bytes is not None:
-        console.print(f"  KV cache of {prof.params.get('context_len')} tokens x batch {prof.batch_size}: "
-                      f"{format_bytes(prof.cache_bytes)}; weights: {format_bytes(prof.state_bytes)}")
-    t = Table(title="by operator kind", title_justify="left")
-    for col in ("kind", "GFLOP", "bytes", "kernels", "FLOP/byte"):
-        t.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, d in sorted(prof.by_kind().items(), key=lambda kv: -kv[1]["flops"]):
-        t.add_row(kind, f"{d['flops'] / 1e9:,.1f}", format_bytes(d["bytes"]), f"{d['kernels']:.0f}",
-                  f"{d['flops'] / d['bytes']:.1f}" if d["bytes"] else "-")
-    console.print(t)
-
-
-def print_validation(console: Console, doc: dict) -> None:
-    t = Table(title=f"dlgpu validate {doc['file']}", title_justify="left")
-    for col in ("workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error"):
-        t.add_column(col)
-    for r in doc["rows"]:
-        if r["status"] != "ok":
-            t.add_row(r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"],
-                      "-", f"[yellow]{(r['reason'] or '')[:60]}[/]")
-            continue
-        t.add_row(r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"],
-                  format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%")
-    console.print(t)
-    if doc["median_abs_error_pct"] is not None:
-        console.print(f"median |error| {doc['median_abs_error_pct']:.1f}%, mean |error| "
-                      f"{doc['mean_abs_error_pct']:.1f}% over {doc['predicted']} rows; "
-                      f"{doc['unsupported']} not predicted")
-
-
-# --- the results store ------------------------------------------------------------------------------------
-
-
-def print_runs(console: Console, rows: Sequence[Any]) -> None:
-    if not rows:
-        console.print("no runs match (run `dlgpu bench` or `dlgpu predict`, or `dlgpu import` a file)")
-        return
-    t = Table(title="dlgpu runs", title_justify="left")
-    for col in ("run", "kind", "created (UTC)", "status", "machine", "what", "origin"):
-        t.add_column(col, no_wrap=col in ("run", "created (UTC)"))
-    style = {"complete": "", "interrupted": "yellow", "incomplete": "red", "running": "cyan"}
-    for r in rows:
-        t.add_row(r.id[:12], r.kind, r.created_at.replace("+00:00", "").replace("T", " "),
-                  f"[{style[r.status]}]{r.status}[/]" if style.get(r.status) else r.status, escape(r.machine),
-                  escape(r.summary), escape(r.origin))
-    console.print(t)
-    console.print("[dim]`dlgpu show RUN` for one run (a prefix of its id is enough); `dlgpu export RUN...` to share[/]")
-
-
-def print_stored_run(console: Console, row: Any, doc: dict[str, Any]) -> None:
-    from dlgpu.results import report_from_dict
-
-    console.print(f"[bold]run {row.id}[/] ({row.kind}, {row.status}), {row.created_at}, {escape(row.origin)}")
-    console.print(f"machine: {escape(row.machine)}")
-    if row.kind == "predict":
-        print_prediction(console, doc)
-        return
-    if row.kind == "advise":
-        print_advice(console, doc)
-        return
-    report = report_from_dict(doc)
-    m = report.machine
-    console.print(f"[dim]torch {escape(m.torch)}, CUDA {m.torch_cuda or '-'}, driver {escape(m.gpu_driver or '-')}, "
-                  f"dlgpu {escape(m.dlgpu)}, {escape(m.platform)}[/]")
-    footnotes: dict[str, int] = {}
-    console.print(bench_table(report, footnotes))
-    for reason, n in footnotes.items():
-        console.print(f"[dim][{n}] {escape(reason)}[/]")
-
-
 # --- comparison ---------------------------------------------------------------------------------------------
 
 SOURCE_STYLE = {"measured": "", "estimated": "yellow", "predicted": "cyan", "catalog": "dim", "computed": ""}
 
 
-def comparison_tables(comp: Any) -> list[Table]:
+def comparison_tables(comp: Comparison) -> list[Table]:
     from dlgpu.report.format import format_cell, source_mark
 
     out = []
@@ -481,7 +435,7 @@ def comparison_tables(comp: Any) -> list[Table]:
     return out
 
 
-def print_comparison(console: Console, comp: Any) -> None:
+def print_comparison(console: Console, comp: Comparison) -> None:
     from dlgpu.report.format import SOURCE_MARKS
 
     legend = ", ".join(f"{mark} {src}" for src, mark in SOURCE_MARKS.items())
@@ -498,91 +452,3 @@ def print_comparison(console: Console, comp: Any) -> None:
             console.print(f"  {escape(note)}")
     for note in comp.notes:
         console.print(f"[dim]{escape(note)}[/]")
-
-
-# --- advise ---------------------------------------------------------------------------------------------------
-
-ADVICE_MARKS = {"measured": "ᵐ", "predicted": "ᵖ", "catalog": "ᶜ", "estimated": "ᵉ", "computed": "",
-                "assumed": "ˢ", "given": "ᵍ"}
-
-
-def _fig(c: dict[str, Any], name: str, fmt: str = "sig", unit: str = "") -> str:
-    f = (c.get("figures") or {}).get(name)
-    if not f or f.get("value") is None:
-        return "-"
-    v = float(f["value"])
-    mark = ADVICE_MARKS.get(f.get("source", ""), "")
-    if fmt == "time":
-        text = format_duration(v)
-    elif fmt == "usd":
-        text = f"${v:,.0f}" if v >= 100 else (f"${v:,.2f}" if v >= 0.01 else f"${v:.2g}")
-    elif unit == "kWh":
-        text = f"{v:,.0f} kWh" if v >= 1000 else f"{v:.3g} kWh"
-    else:
-        text = _sig(v, unit)
-    return escape(text) + mark
-
-
-def _cost_cell(c: dict[str, Any]) -> str:
-    name = {"buy": "upfront_usd", "rent": "rent_usd"}.get(c["origin"], "job_cost_usd")
-    return _fig(c, name, "usd")
-
-
-def advice_table(doc: dict[str, Any], top: int) -> Table:
-    k = doc["constraints"]
-    t = Table(title=f"candidates, fastest first (top {top})", title_justify="left")
-    for col, justify in (("#", "right"), ("candidate", "left"), ("how", "left"), ("precision", "left"),
-                         ("batch", "right"), ("time to finish", "right"), ("samples/s", "right"),
-                         ("costs", "right"), ("per job", "right"), ("energy", "right"), ("power", "right"),
-                         ("samples/$", "right"), ("samples/s/W", "right")):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
-    picks = {doc["verdict"].get(x): x.replace("_", " ") for x in ("best_value", "fastest", "cheapest")
-             if doc["verdict"].get(x)}
-    shown = [c for c in doc["candidates"] if not c.get("excluded")][:top]
-    for i, c in enumerate(shown, 1):
-        late = (c["figures"].get("time_s") or {}).get("value") or 0
-        time_text = _fig(c, "time_s", "time")
-        if late > k["deadline_s"]:
-            time_text = f"[red]{time_text}[/]"
-        batch = str(c.get("batch_size") or "-")
-        lb = (c["figures"].get("largest_batch") or {}).get("value")
-        if c.get("fits") is False or (lb and c.get("batch_size") and lb < c["batch_size"]):
-            batch += " [yellow](reduced)[/]"
-        name = escape(c["name"]) + (f" [green]<- {picks[c['id']]}[/]" if c["id"] in picks else "")
-        t.add_row(str(i), name, c["origin"], c["precision"], batch, time_text, _fig(c, "samples_per_s"),
-                  _cost_cell(c), _fig(c, "job_cost_usd", "usd"), _fig(c, "energy_kwh", unit="kWh"),
-                  _fig(c, "power_w", unit="W"), _fig(c, "samples_per_usd"), _fig(c, "samples_per_s_per_w"))
-    return t
-
-
-def print_advice(console: Console, doc: dict[str, Any], top: int = 15) -> None:
-    v, k, job = doc["verdict"], doc["constraints"], doc["job"]
-    style = {"cpu-enough": "bold green", "gpu-needed": "bold yellow", "nothing-meets": "bold red"}[v["answer"]]
-    console.print(f"[bold]dlgpu advise[/] {escape(doc['workload'])} {doc['task']}: {escape(job['description'])} "
-                  f"[dim]({escape(job['basis'])})[/]")
-    console.print(f"[{style}]{escape(v['headline'])}[/]")
-    for r in v["reasons"]:
-        console.print(f"  • {escape(r)}")
-    if v["what_would"]:
-        console.print("  What would meet it:")
-        for w in v["what_would"]:
-            console.print(f"  • {escape(w)}")
-    for n in doc["notes"]:
-        console.print(f"[yellow]{escape(n)}[/]")
-    console.print(advice_table(doc, top))
-    excluded = [c for c in doc["candidates"] if c.get("excluded")]
-    if excluded:
-        console.print(f"[dim]{len(excluded)} candidate(s) left out: " + "; ".join(
-            escape(f"{c['name']}: {c['excluded']}") for c in excluded[:5]) + (" ..." if len(excluded) > 5 else "")
-            + "[/]")
-    e, c = k["electricity_usd_per_kwh"], k["carbon_g_per_kwh"]
-    budget = "none" if k["budget_usd"] is None else f"${k['budget_usd']:,.0f}"
-    console.print(
-        f"[dim]deadline {format_duration(k['deadline_s'])} ({escape(k['deadline_basis'])}); budget {budget}; "
-        f"electricity ${e['value']:g}/kWh ({escape(e['basis'])}); carbon {c['value']:g} g/kWh ({escape(c['basis'])}); "
-        f"purchases amortized over {k['lifetime_years']:g} years at {k['hours_per_day']:g} h/day; "
-        f"PUE {k['pue']:g}.[/]")
-    console.print("[dim]ᵐ measured here  ᵖ predicted  ᶜ catalog  ᵉ estimated  ˢ assumed default  ᵍ given; unmarked: "
-                  "computed from those. costs = the purchase (buy), the rent (rent) or the electricity (own); per job "
-                  "= amortized purchase + electricity, the rent, or the electricity. `--json` has every figure with "
-                  "its basis.[/]")

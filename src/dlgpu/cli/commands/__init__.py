@@ -1,1 +1,2 @@
-"""One module per subcommand, each exporting ``add_parser(subparsers)``; the parser's ``run`` does the work."""
+"""One module per subcommand, each exporting ``add_parser(subparsers)`` and ``run(args) -> int``: parse the flags
+into typed arguments, call one api function, hand the result to ``report``."""

@@ -3,36 +3,69 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
 
 from dlgpu import api
+from dlgpu.cli.common import (
+    Subparsers,
+    add_batch_size,
+    add_catalog,
+    add_db,
+    add_json,
+    add_model,
+    add_overrides,
+    add_precisions,
+    console,
+    emit_json,
+    wants_own_model,
+)
+from dlgpu.errors import BadInput
+from dlgpu.results import ADVISE_SCHEMA, PRECISIONS, SOURCES, TASKS
+from dlgpu.units import format_duration, parse_duration
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "advise", help="does this workload need a GPU, which one, and what will it cost?",
         description="Combine what `dlgpu bench` measured on this machine with what `dlgpu predict` gives for "
                     "every catalog GPU and cloud instance, for a whole job (the workload's real task by default), "
                     "and answer with a plain verdict, its reasons, and a ranked table.")
     p.add_argument("workload", nargs="?", help="a registered workload (see `dlgpu workloads`)")
-    p.add_argument("--task", "-t", default="train", choices=("train", "infer", "decode"))
+    p.add_argument("--task", "-t", default="train", choices=TASKS)
+    _job_flags(p)
+    _constraint_flags(p)
+    cand = p.add_argument_group("candidates (default: all three sources)")
+    cand.add_argument("--own", action="store_true", help="the devices of this machine")
+    cand.add_argument("--buy", action="store_true", help="catalog GPUs at their launch price (or --price)")
+    cand.add_argument("--rent", action="store_true", help="cloud instances from the catalog")
+    cand.add_argument("--hardware", "-H", nargs="+", action="extend", default=[], metavar="ID",
+                      help="only these catalog GPUs (and 'local' for this machine)")
+    cand.add_argument("--measure", action="store_true",
+                      help="measure this machine now (quick `dlgpu bench`) instead of using stored results")
+    p.add_argument("--top", type=int, default=15, metavar="N", help="rows of the ranked table (default 15)")
+    add_catalog(p)
+    add_db(p, help="the results database (stored measurements; the run is saved there)")
+    p.add_argument("--no-save", action="store_true", help="do not save this advice in the results database")
+    add_json(p, ADVISE_SCHEMA)
+    p.set_defaults(run=run)
+
+
+def _job_flags(p: argparse.ArgumentParser) -> None:
     job = p.add_argument_group("the job (default: the workload's real task)")
     job.add_argument("--dataset-size", type=float, metavar="N", help="training samples per epoch")
     job.add_argument("--epochs", type=float, metavar="E")
-    job.add_argument("--samples", type=float, metavar="N", help="samples (or tokens, for decode) to process: "
-                                                                 "inference jobs")
-    job.add_argument("--batch-size", "-b", type=int, metavar="N", help="batch per device (default: the workload's)")
-    job.add_argument("--precision", "-p", nargs="+", action="extend", metavar="P",
-                     help="precisions to consider (default all: fp32 tf32 bf16 fp16)")
-    job.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
-    job.add_argument("--model", metavar="PKG.MODULE:FACTORY", help="your own model (with --input), instead of a "
-                                                                  "workload; give the job with --dataset-size and "
-                                                                  "--epochs (or --samples)")
-    job.add_argument("--input", dest="inputs", metavar="SPEC",
-                     help="your model's inputs without the batch dim, e.g. 3x224x224 or 128:int64:30522")
+    job.add_argument("--samples", type=float, metavar="N",
+                     help="samples (or tokens, for decode) to process: inference jobs")
+    add_batch_size(job, help="batch per device (default: the workload's)")
+    add_precisions(job, help=f"precisions to consider (default all: {' '.join(PRECISIONS)})")
+    add_overrides(job)
+    add_model(job, help="your own model (with --input), instead of a workload; give the job with --dataset-size "
+                        "and --epochs (or --samples)")
+
+
+def _constraint_flags(p: argparse.ArgumentParser) -> None:
     con = p.add_argument_group("constraints and prices")
-    con.add_argument("--deadline", metavar="TIME", help="e.g. 12h, 3d, 90m (default 24 h)")
+    con.add_argument("--deadline", metavar="TIME",
+                     help=f"e.g. 12h, 3d, 90m (default {format_duration(api.DEFAULT_DEADLINE_S)})")
     con.add_argument("--budget", type=float, metavar="USD", help="the most to spend: a purchase or the rent")
     con.add_argument("--max-power", type=float, metavar="W", help="the most power a candidate may draw")
     con.add_argument("--electricity", type=float, metavar="USD_PER_KWH",
@@ -49,53 +82,66 @@ def add_parser(sub: Any) -> None:
                      help="share of TDP drawn where power was not measured (default 1: TDP, an upper bound)")
     con.add_argument("--price", action="append", default=[], metavar="ID=USD",
                      help="your price for a catalog GPU (repeatable), e.g. rtx-4090=1599")
-    cand = p.add_argument_group("candidates (default: all three sources)")
-    cand.add_argument("--own", action="store_true", help="the devices of this machine")
-    cand.add_argument("--buy", action="store_true", help="catalog GPUs at their launch price (or --price)")
-    cand.add_argument("--rent", action="store_true", help="cloud instances from the catalog")
-    cand.add_argument("--hardware", "-H", nargs="+", action="extend", default=[], metavar="ID",
-                      help="only these catalog GPUs (and 'local' for this machine)")
-    cand.add_argument("--measure", action="store_true",
-                      help="measure this machine now (quick `dlgpu bench`) instead of using stored results")
-    p.add_argument("--top", type=int, default=15, metavar="N", help="rows of the ranked table (default 15)")
-    p.add_argument("--catalog", action="append", type=Path, default=[], metavar="FILE")
-    p.add_argument("--db", type=Path, metavar="PATH", help="the results database (stored measurements; the run "
-                                                          "is saved there)")
-    p.add_argument("--no-save", action="store_true", help="do not save this advice in the results database")
-    p.add_argument("--json", action="store_true", help="print one JSON document (dlgpu.advise/1)")
-    p.set_defaults(run=run)
+
+
+def _workload(args: argparse.Namespace) -> str | api.WorkloadSpec:
+    """The registered workload named, or the user's own model (``--model``/``--input``)."""
+    if wants_own_model(args):
+        if args.workload:
+            raise BadInput(f"advise: give a workload ({args.workload}) or --model, not both")
+        return api.custom_workload(args.model, args.inputs, args.batch_size)
+    if not args.workload:
+        raise BadInput("advise: name a workload (see `dlgpu workloads`), e.g. dlgpu advise resnet50")
+    return str(args.workload)
+
+
+def _deadline_s(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise BadInput(str(exc), param="deadline_s") from None
+
+
+def _prices_usd(items: list[str]) -> dict[str, float]:
+    """``--price ID=USD`` (repeatable), by catalog id."""
+    prices: dict[str, float] = {}
+    for item in items:
+        hid, sep, usd = item.partition("=")
+        try:
+            price = float(usd) if sep and hid.strip() else None
+        except ValueError:
+            price = None
+        if price is None:
+            raise BadInput(f"{item!r}: give ID=USD, e.g. --price rtx-4090=1599", param="prices_usd")
+        prices[hid.strip()] = price
+    return prices
+
+
+def _limits(args: argparse.Namespace) -> api.Limits:
+    return api.Limits(
+        deadline_s=_deadline_s(args.deadline), deadline_basis=None if args.deadline is None else
+        f"--deadline {args.deadline}", budget_usd=args.budget, max_power_w=args.max_power,
+        electricity_usd_per_kwh=args.electricity, carbon_g_per_kwh=args.carbon_intensity, pue=args.pue,
+        hours_per_day=args.hours_per_day, lifetime_years=args.lifetime_years, power_factor=args.power_factor)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlgpu.cli.main import emit_json
-    from dlgpu.errors import BadInput
-    from dlgpu.report.terminal import make_console, print_advice
+    from dlgpu.report.terminal_advise import print_advice
 
-    custom = None
-    if args.model or args.inputs:
-        from dlgpu.workloads.custom import custom_spec
-
-        if not (args.model and args.inputs):
-            raise BadInput("--model and --input go together, e.g. --model mypkg.nets:make --input 3x224x224")
-        if args.workload:
-            raise BadInput(f"advise: give a workload ({args.workload}) or --model, not both")
-        custom = custom_spec(args.model, args.inputs, args.batch_size or 8)
-    elif not args.workload:
-        raise BadInput("advise: name a workload (see `dlgpu workloads`), e.g. dlgpu advise resnet50")
+    workload = _workload(args)
     if args.top <= 0:
-        raise BadInput(f"--top {args.top}: must be a positive integer")
-    sources = [s for s in ("own", "buy", "rent") if getattr(args, s)]
-    doc = api.advise(
-        args.workload or (custom.name if custom else ""), args.task, dataset_size=args.dataset_size,
-        epochs=args.epochs, samples=args.samples,
-        deadline=args.deadline, budget=args.budget, max_power=args.max_power, electricity=args.electricity,
-        hours_per_day=args.hours_per_day, lifetime_years=args.lifetime_years, carbon=args.carbon_intensity,
-        pue=args.pue, power_factor=args.power_factor, sources=sources, hardware=args.hardware, prices=args.price,
-        precisions=args.precision, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
-        measure=args.measure, db=args.db, catalog_files=args.catalog, custom=custom)
+        raise BadInput(f"{args.top}: must be a positive integer", param="top")
+    advice = api.advise(
+        workload, args.task, size=api.JobSize(args.dataset_size, args.epochs, args.samples), limits=_limits(args),
+        sources=[s for s in SOURCES if getattr(args, s)], hardware=args.hardware,
+        prices_usd=_prices_usd(args.price), precisions=args.precision, batch_size=args.batch_size,
+        overrides=api.parse_overrides(args.overrides), measure=args.measure, db=args.db,
+        catalog_files=args.catalog)
     if not args.no_save:
-        api.save_advice(doc, args.db)
-    print_advice(make_console(stderr=args.json), doc, args.top)
+        advice = api.save_advice(advice, args.db)
+    print_advice(console(stderr=args.json), advice, args.top)
     if args.json:
-        emit_json(doc)
+        emit_json(advice.to_dict())
     return 0

@@ -1,0 +1,106 @@
+"""Advice on a console: the verdict with its reasons, the ranked candidates, the constraints it was judged
+under. Renders only: whether a candidate meets the deadline is the verdict's judgment, recorded on it."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dlgpu.report.format import format_value
+from dlgpu.report.terminal import sig
+from dlgpu.results import Advice, Candidate
+from dlgpu.units import format_duration
+
+ADVICE_MARKS = {"measured": "ᵐ", "predicted": "ᵖ", "catalog": "ᶜ", "estimated": "ᵉ", "computed": "",
+                "assumed": "ˢ", "given": "ᵍ"}
+ANSWER_STYLE = {"cpu-enough": "bold green", "gpu-needed": "bold yellow", "nothing-meets": "bold red"}
+COLUMNS = (("#", "right"), ("candidate", "left"), ("how", "left"), ("precision", "left"), ("batch", "right"),
+           ("time to finish", "right"), ("samples/s", "right"), ("costs", "right"), ("per job", "right"),
+           ("energy", "right"), ("power", "right"), ("samples/$", "right"), ("samples/s/W", "right"))
+COST_FIGURE = {"buy": "upfront_usd", "rent": "rent_usd"}
+"""What a candidate's 'costs' column shows: the purchase, the rent, or (own) the job's electricity."""
+
+
+def _fig(c: Candidate, name: str, unit: str = "") -> str:
+    """A candidate's figure in ``unit`` with the mark of its source, or '-'."""
+    f = c.figures.get(name)
+    if f is None or f.value is None:
+        return "-"
+    v = float(f.value)
+    if unit == "s":
+        text = format_duration(v)
+    elif unit in ("usd", "kWh"):
+        text = format_value(v, unit)
+    else:
+        text = sig(v, unit)
+    return escape(text) + ADVICE_MARKS.get(f.source, "")
+
+
+def _batch(c: Candidate) -> str:
+    batch = str(c.batch_size or "-")
+    largest = c.value("largest_batch")
+    if c.fits is False or (largest and c.batch_size and largest < c.batch_size):
+        batch += " [yellow](reduced)[/]"
+    return batch
+
+
+def advice_table(advice: Advice, top: int) -> Table:
+    t = Table(title=f"candidates, fastest first (top {top})", title_justify="left")
+    for col, justify in COLUMNS:
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    v = advice.verdict
+    picks = {cid: label for cid, label in ((v.best_value, "best value"), (v.fastest, "fastest"),
+                                           (v.cheapest, "cheapest")) if cid}
+    shown = [c for c in advice.candidates if not c.excluded][:top]
+    for i, c in enumerate(shown, 1):
+        time_text = _fig(c, "time_s", "s")
+        if c.meets_deadline is False:
+            time_text = f"[red]{time_text}[/]"
+        name = escape(c.name) + (f" [green]<- {picks[c.id]}[/]" if c.id in picks else "")
+        t.add_row(str(i), name, c.origin, c.precision, _batch(c), time_text, _fig(c, "samples_per_s"),
+                  _fig(c, COST_FIGURE.get(c.origin, "job_cost_usd"), "usd"), _fig(c, "job_cost_usd", "usd"),
+                  _fig(c, "energy_kwh", "kWh"), _fig(c, "power_w", "W"), _fig(c, "samples_per_usd"),
+                  _fig(c, "samples_per_s_per_w"))
+    return t
+
+
+def _verdict(console: Console, advice: Advice) -> None:
+    v, job = advice.verdict, advice.job
+    console.print(f"[bold]dlgpu advise[/] {escape(advice.workload)} {advice.task}: {escape(job.description)} "
+                  f"[dim]({escape(job.basis)})[/]")
+    console.print(f"[{ANSWER_STYLE[v.answer]}]{escape(v.headline)}[/]")
+    for r in v.reasons:
+        console.print(f"  • {escape(r)}")
+    if v.what_would:
+        console.print("  What would meet it:")
+        for w in v.what_would:
+            console.print(f"  • {escape(w)}")
+    for n in advice.notes:
+        console.print(f"[yellow]{escape(n)}[/]")
+
+
+def _footer(console: Console, advice: Advice) -> None:
+    excluded = [c for c in advice.candidates if c.excluded]
+    if excluded:
+        console.print(f"[dim]{len(excluded)} candidate(s) left out: " + "; ".join(
+            escape(f"{c.name}: {c.excluded}") for c in excluded[:5]) + (" ..." if len(excluded) > 5 else "")
+            + "[/]")
+    k = advice.constraints
+    e, c = k.electricity_usd_per_kwh, k.carbon_g_per_kwh
+    budget = "none" if k.budget_usd is None else f"${k.budget_usd:,.0f}"
+    console.print(
+        f"[dim]deadline {format_duration(k.deadline_s)} ({escape(k.deadline_basis)}); budget {budget}; "
+        f"electricity ${e.value:g}/kWh ({escape(e.basis)}); carbon {c.value:g} g/kWh ({escape(c.basis)}); "
+        f"purchases amortized over {k.lifetime_years:g} years at {k.hours_per_day:g} h/day; PUE {k.pue:g}.[/]")
+    console.print("[dim]ᵐ measured here  ᵖ predicted  ᶜ catalog  ᵉ estimated  ˢ assumed default  ᵍ given; unmarked: "
+                  "computed from those. costs = the purchase (buy), the rent (rent) or the electricity (own); per job "
+                  "= amortized purchase + electricity, the rent, or the electricity. `--json` has every figure with "
+                  "its basis.[/]")
+
+
+def print_advice(console: Console, advice: Advice, top: int = 15) -> None:
+    """The verdict and its reasons, the ranked candidates (``top`` rows), and what it was judged under."""
+    _verdict(console, advice)
+    console.print(advice_table(advice, top))
+    _footer(console, advice)

@@ -1,0 +1,123 @@
+"""The performance model on a console: a prediction, an operator profile with the memory it needs, the
+validation of predictions against measurements, and a calibration's fit. Renders only."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dlgpu.results import OpProfile, Prediction
+from dlgpu.units import GIB, format_bytes, format_duration, format_rate
+
+FITS = {True: "fits", False: "does NOT fit", None: "unknown fit"}
+
+
+class ProfileAnalysis(Protocol):
+    """What ``dlgpu analyze`` prints (``api.Analysis``): a profile, the memory it needs, the share of its FLOPs
+    on tensor cores and, where a memory size was asked about, the largest batch that fits it."""
+
+    @property
+    def profile(self) -> OpProfile: ...
+
+    @property
+    def memory_need_bytes(self) -> int: ...
+
+    @property
+    def tensor_core_flops_share(self) -> float: ...
+
+    @property
+    def largest_batch(self) -> dict[str, Any] | None: ...
+
+
+def print_prediction(console: Console, pred: Prediction) -> None:
+    iv = pred.interval
+    rng = "" if not iv else f" (likely {format_rate(iv['low'])}-{format_rate(iv['high'])})"
+    console.print(f"[bold]{escape(pred.workload)}[/] {pred.task} on [bold]{escape(pred.hardware)}[/] at "
+                  f"{pred.precision}, batch {pred.batch_size} [dim](predicted, not measured)[/]")
+    unit = "tokens" if pred.task == "decode" else "samples"  # a decode step makes one token per sequence
+    console.print(f"  throughput: {format_rate(pred.samples_per_s)} {unit}/s{rng}")
+    console.print(f"  step time: {format_duration(pred.step_time_s)}")
+    b = pred.bound
+    console.print(f"  time shares: compute {b['compute']:.0%}, memory traffic {b['memory']:.0%}, "
+                  f"per-kernel overhead {b['overhead']:.0%}; tensor-core FLOPs {pred.tensor_core_flops_share:.0%}")
+    console.print(f"  memory: about {format_bytes(pred.peak_mem_bytes)} of {format_bytes(pred.memory_bytes)}: "
+                  f"{FITS[pred.fits]} [dim]({escape(pred.peak_mem_basis)})[/]")
+    proj = pred.task_projection
+    if proj:
+        console.print(f"  real task: {escape(proj['description'])}: {format_duration(proj['time_s'])} at the "
+                      "predicted throughput")
+    console.print(f"[dim]{escape(pred.provenance)}[/]")
+
+
+def print_profile(console: Console, prof: OpProfile) -> None:
+    console.print(f"[bold]{escape(prof.workload)}[/] {prof.task} at {prof.precision}, batch {prof.batch_size}: "
+                  f"{prof.flops / 1e12:.3g} TFLOP, {format_bytes(prof.bytes)} moved (eager, unfused), "
+                  f"{prof.kernels} kernels, {prof.parameters:,} parameters")
+    if prof.activation_bytes is not None:
+        console.print(f"  activations kept for backward: {format_bytes(prof.activation_bytes)}; "
+                      f"weights+gradients+optimizer: {format_bytes(prof.state_bytes)}")
+    if prof.cache_bytes is not None:
+        console.print(f"  KV cache of {prof.params.get('context_len')} tokens x batch {prof.batch_size}: "
+                      f"{format_bytes(prof.cache_bytes)}; weights: {format_bytes(prof.state_bytes)}")
+    t = Table(title="by operator kind", title_justify="left")
+    for col in ("kind", "GFLOP", "bytes", "kernels", "FLOP/byte"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, d in sorted(prof.by_kind().items(), key=lambda kv: -kv[1]["flops"]):
+        t.add_row(kind, f"{d['flops'] / 1e9:,.1f}", format_bytes(d["bytes"]), f"{d['kernels']:.0f}",
+                  f"{d['flops'] / d['bytes']:.1f}" if d["bytes"] else "-")
+    console.print(t)
+
+
+def print_analysis(console: Console, analysis: ProfileAnalysis) -> None:
+    """``dlgpu analyze``: the profile, then the memory it needs and its FLOPs on tensor cores."""
+    prof = analysis.profile
+    print_profile(console, prof)
+    console.print(f"memory needed at batch {prof.batch_size}: {format_bytes(analysis.memory_need_bytes)} "
+                  "(weights, gradients, optimizer state, activations, KV cache, largest operator output)")
+    console.print(f"FLOPs on tensor cores: {analysis.tensor_core_flops_share:.0%} (fp16/bf16 autocast dense ops; "
+                  "fp32 convolutions and, at tf32, matmuls use TF32 tensor cores on Ampere and newer)")
+    fit = analysis.largest_batch
+    if fit:
+        console.print(f"largest batch that fits {format_bytes(fit['memory_bytes'])} ({escape(str(fit['memory_of']))}):"
+                      f" {fit['batch_size']:,}")
+
+
+def print_validation(console: Console, doc: dict[str, Any]) -> None:
+    """``dlgpu.validate/1``: each row measured and predicted, with the error."""
+    t = Table(title=f"dlgpu validate {escape(str(doc['file']))}", title_justify="left")
+    for col in ("workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error"):
+        t.add_column(col)
+    for r in doc["rows"]:
+        first = (r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"])
+        if r["status"] != "ok":
+            t.add_row(*first, "-", f"[yellow]{escape((r['reason'] or '')[:60])}[/]")
+            continue
+        t.add_row(*first, format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%")
+    console.print(t)
+    if doc["median_abs_error_pct"] is not None:
+        console.print(f"median |error| {doc['median_abs_error_pct']:.1f}%, mean |error| "
+                      f"{doc['mean_abs_error_pct']:.1f}% over {doc['predicted']} rows; "
+                      f"{doc['unsupported']} not predicted")
+
+
+def print_calibration(console: Console, doc: dict[str, Any]) -> None:
+    """``dlgpu.calibration/1``: how well the refitted model fits, in sample and held out."""
+    loo = doc["leave_one_device_out"]
+    console.print(f"fitted on {doc['rows_used']} rows ({len(doc['rows_skipped'])} not usable); "
+                  f"in-sample median |error| {doc['in_sample']['median_abs_error_pct']:.1f}%, "
+                  f"leave-one-device-out median |error| {loo['overall']['median_abs_error_pct']:.1f}%")
+    for fam, s in loo["by_family"].items():
+        console.print(f"  {escape(fam)}: median |error| {s['median_abs_error_pct']:.1f}% over {s['n']} rows (LOO)")
+    cpu = doc["cpu"]
+    if cpu["rows_used"]:
+        lwo = cpu["leave_one_workload_out"]["overall"]
+        console.print(f"CPU ({escape(', '.join(cpu['devices']))}): {cpu['rows_used']} bench rows; in-sample median "
+                      f"|error| {cpu['in_sample']['median_abs_error_pct']:.1f}%, leave-one-workload-out "
+                      f"{lwo['median_abs_error_pct']:.1f}%")
+    mem = doc["memory_model"]
+    if mem.get("n"):
+        console.print(f"memory model vs measured peaks: median |error| {mem['median_abs_error_pct']:.1f}% over "
+                      f"{mem['n']} results (+{mem['runtime_bytes'] / GIB:.2f} GiB runtime, the median difference)")
