@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ HEAVY = ("torch", "torchvision", "transformers")
 LAYER: dict[str, int] = {
     "units": 0, "errors": 0, "results": 0, "home": 0,
     "catalog": 1, "devices": 1, "workloads": 1,
-    "analyze": 2, "measure": 2, "predict": 2, "distributed": 2,
+    "analyze": 2, "measure": 2, "predict": 2,
     "advise": 3, "store": 3, "report": 3,
     "api": 4,
     "cli": 5, "__main__": 5,
@@ -45,7 +46,7 @@ ROOT = "__init__"  # the key of dlgpu/__init__.py itself
 ROOT_LAYER = 0  # for its import-time imports; its lazy (PEP 562) re-exports may reach any layer
 NOT_IMPORTED_BY: dict[str, set[str]] = {"predict": {"analyze", "measure"}, "analyze": {"measure"}}
 # rule C: who may write `import torch` at all (lazily or not)
-TORCH_ALLOWED = {"devices", "workloads", "measure", "analyze", "distributed"}
+TORCH_ALLOWED = {"devices", "workloads", "measure", "analyze"}
 # rule B: whose import-time closure must not reach torch (workloads: all but the model code, see below)
 TORCH_FREE_AT_IMPORT = {ROOT, "__main__", "units", "errors", "results", "home", "catalog", "workloads", "predict",
                         "advise", "store", "report", "api", "cli"}
@@ -239,6 +240,16 @@ def test_torch_is_imported_only_where_allowed() -> None:
 def test_torch_free_modules_do_not_reach_torch_at_import_time() -> None:
     bad = check(PKG).torch_at_import
     assert not bad, f"{len(bad)} module(s) reach torch when imported:\n" + "\n".join(sorted(bad))
+
+
+def test_the_documented_layers_are_the_checked_ones() -> None:
+    """docs/ARCHITECTURE.md's layer table and LAYER above say the same: a package added to one is added to both."""
+    doc = (Path(__file__).parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    documented: dict[str, int] = {}
+    for row in re.findall(r"^\| (\d) \| ([^|]+) \|", doc, flags=re.M):
+        for name in re.findall(r"`([\w.]+)`", row[1]):
+            documented[name] = int(row[0])
+    assert documented == LAYER
 
 
 def test_public_surface() -> None:

@@ -15,6 +15,7 @@ from dlgpu.analyze.gpu_semantics import FOREACH_CHUNK_ELEMENTS, FOREACH_MAX_BLOC
 from dlgpu.analyze.profiles import profile
 from dlgpu.catalog import load_catalog
 from dlgpu.cli.main import main
+from dlgpu.errors import BadInput
 from dlgpu.predict import Calibration, cpu_as_device, predict_step
 from dlgpu.predict.calibration import bench_documents, bench_samples, source_stack
 from dlgpu.predict.fit import Sample, errors_pct, fit
@@ -165,6 +166,21 @@ def test_largest_batch_that_fits(workload: str, task: str, overrides: dict) -> N
     over = b + 1
     assert memory_need(api.analyze(workload, task, "fp16", over, overrides)) > memory
     assert api.largest_batch(workload, task, "fp16", 2**20, overrides) == 0  # 1 MiB: not even batch 1
+
+
+def test_a_model_that_cannot_train_on_one_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    """ResNet at 16 px reaches a 1x1 feature map, where BatchNorm cannot train on one sample: batch 1 is refused
+    in one line naming why, and the largest batch is searched from 2."""
+    small = {"image_size": "16"}
+    with pytest.raises(BadInput, match=r"batch 1 .*Expected more than 1 value per channel"):
+        api.analyze("test_resnet", "train", "fp32", 1, small)
+    b = api.largest_batch("test_resnet", "train", "fp32", 2**30, small)
+    assert b > 2
+    assert memory_need(api.analyze("test_resnet", "train", "fp32", b, small)) <= 2**30
+    assert memory_need(api.analyze("test_resnet", "train", "fp32", b + 1, small)) > 2**30
+    assert main(["analyze", "test_resnet", "--set", "image_size=16", "-b", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run a train step at batch 1" in err and len(err.strip().splitlines()) == 1
 
 
 def test_analyze_cli_largest_batch(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ from dlgpu.advise.inputs import (
 )
 from dlgpu.catalog import KINDS as HARDWARE_KINDS
 from dlgpu.errors import BadInput
-from dlgpu.results import ANALYZE_SCHEMA, Advice, BenchReport, OpProfile, Prediction, memory_need
+from dlgpu.results import Advice, Analysis, BenchReport, OpProfile, Prediction
 from dlgpu.workloads.registry import WorkloadSpec, get_workload
 from dlgpu.workloads.select import find_workloads, parse_overrides, resolve_workloads, workload_summary
 
@@ -151,27 +151,6 @@ def largest_batch(workload: str, task: str, precision: str, memory_bytes: int,
     return search(workload, task, precision, memory_bytes, overrides, target)
 
 
-class Analysis:
-    """``dlgpu.analyze/1``: an operator profile with the unit each operator runs on and the memory it needs,
-    and the largest batch that fits a memory size where one was asked for."""
-
-    def __init__(self, profile: OpProfile, op_units: Sequence[str], largest: dict[str, Any] | None) -> None:
-        self.profile, self.op_units, self.largest_batch = profile, tuple(op_units), largest
-        self.memory_need_bytes = memory_need(profile)
-
-    @property
-    def tensor_core_flops_share(self) -> float:
-        tc = sum(o.flops * o.count for o, u in zip(self.profile.ops, self.op_units, strict=True) if u != "vector")
-        return tc / (self.profile.flops or 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {"schema": ANALYZE_SCHEMA, **self.profile.to_dict(), "memory_need_bytes": self.memory_need_bytes,
-               "largest_batch": self.largest_batch}
-        for op, unit in zip(doc["ops"], self.op_units, strict=True):
-            op["unit"] = unit
-        return doc
-
-
 def analysis(workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
              overrides: Mapping[str, str] | None = None, memory_bytes: int | None = None,
              hardware: str | None = None) -> Analysis:
@@ -194,7 +173,7 @@ def analysis(workload: str, task: str = "train", precision: str = "fp32", batch_
         fit = {"memory_bytes": size, "memory_of": of, "target": target,
                "batch_size": largest_batch(workload, task, precision, size, overrides, target=target)}
     prof = analyze(workload, task, precision, batch_size, overrides, target=target)
-    return Analysis(prof, [op_unit(o.kind, o.dtype, precision) for o in prof.ops], fit)
+    return Analysis(prof, tuple(op_unit(o.kind, o.dtype, precision) for o in prof.ops), fit)
 
 
 def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "train",

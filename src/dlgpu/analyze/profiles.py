@@ -77,7 +77,13 @@ def _trace(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision: 
     from .memory_model import memory_floor
     from .trace import profile as trace_profile
 
-    prof = trace_profile(spec, params, task, precision, batch_size, target=target)
+    try:
+        prof = trace_profile(spec, params, task, precision, batch_size, target=target)
+    except (ValueError, RuntimeError, IndexError, TypeError) as e:
+        # the model itself refuses these settings (a BatchNorm given one value per channel, a shape mismatch)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BadInput(f"{spec.name} cannot run a {task} step at batch {batch_size} with these settings: {reason}",
+                       param="workload") from e
     if not optimizer_step:
         prof = prof.without_phase("optimizer")
     return replace(prof, state_bytes=memory_floor(spec, params, task).total_bytes)
@@ -115,27 +121,34 @@ def profile(workload: str, task: str = "train", precision: str = "fp32", batch_s
 
 def largest_batch(workload: str, task: str, precision: str, memory_bytes: int,
                   overrides: Mapping[str, str] | None = None, target: str = "gpu") -> int:
-    """The largest batch whose ``memory_need`` fits ``memory_bytes`` (0 if not even batch 1 does). Memory is
-    nearly affine in the batch: secant steps from batches 1 and 8 find the crossing in a few traces, and
-    unit steps settle it exactly."""
+    """The largest batch whose ``memory_need`` fits ``memory_bytes`` (0 if not even the smallest does). Memory is
+    nearly affine in the batch: secant steps from the smallest batch and 7 more find the crossing in a few
+    traces, and unit steps settle it exactly. The smallest batch is 1, or 2 where the model cannot train on
+    one sample (BatchNorm over a 1x1 feature map)."""
     def need(b: int) -> int:
         return memory_need(profile(workload, task, precision, b, overrides, target=target))
 
-    if need(1) > memory_bytes:
+    lo = 1
+    try:
+        first = need(1)
+    except BadInput:
+        lo = 2
+        first = need(2)  # a model that runs at no batch says why
+    if first > memory_bytes:
         return 0
-    x0, x1 = 1, 8
+    x0, x1 = lo, lo + 7
     if need(x1) <= need(x0):
         return MAX_BATCH_SEARCHED  # memory does not grow with the batch
     for _ in range(6):
         n0, n1 = need(x0), need(x1)
         if n1 == n0:
             break
-        x2 = min(MAX_BATCH_SEARCHED, max(1, round(x1 + (memory_bytes - n1) * (x1 - x0) / (n1 - n0))))
+        x2 = min(MAX_BATCH_SEARCHED, max(lo, round(x1 + (memory_bytes - n1) * (x1 - x0) / (n1 - n0))))
         if x2 == x1:
             break
         x0, x1 = x1, x2
     b = x1
-    while b > 1 and need(b) > memory_bytes:
+    while b > lo and need(b) > memory_bytes:
         b -= max(1, b // 200)
     while b < MAX_BATCH_SEARCHED and need(b + 1) <= memory_bytes:
         b += 1

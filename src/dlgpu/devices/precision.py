@@ -61,8 +61,10 @@ def precision_unsupported(precision: str, f: PrecisionFacts) -> str | None:
         if precision == "bf16":
             return None
         if precision == "tf32":
-            return "tf32 is a mode of NVIDIA Ampere (compute capability 8.0) and newer GPUs; CPUs have none"
-        return "fp16 autocast is a GPU precision (no fp16 matrix units on CPUs); use bf16 on the CPU"
+            return ("tf32 is a mode of NVIDIA Ampere (compute capability 8.0) and newer GPUs; "
+                    "dlgpu runs CPUs at fp32 and bf16")
+        return ("fp16 autocast is a GPU precision (no fp16 matrix units on CPUs); "
+                "dlgpu runs CPUs at fp32 and bf16")
     if precision == "tf32" and f.kind in ("rocm", "mps", "xpu"):
         return {"rocm": "tf32 is an NVIDIA mode; this is a ROCm device",
                 "mps": "tf32 is an NVIDIA mode; Apple MPS has none",

@@ -3,33 +3,16 @@ validation of predictions against measurements, and a calibration's fit. Renders
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlgpu.results import OpProfile, Prediction
+from dlgpu.results import Analysis, OpProfile, Prediction
 from dlgpu.units import GIB, format_bytes, format_duration, format_rate
 
 FITS = {True: "fits", False: "does NOT fit", None: "unknown fit"}
-
-
-class ProfileAnalysis(Protocol):
-    """What ``dlgpu analyze`` prints (``api.Analysis``): a profile, the memory it needs, the share of its FLOPs
-    on tensor cores and, where a memory size was asked about, the largest batch that fits it."""
-
-    @property
-    def profile(self) -> OpProfile: ...
-
-    @property
-    def memory_need_bytes(self) -> int: ...
-
-    @property
-    def tensor_core_flops_share(self) -> float: ...
-
-    @property
-    def largest_batch(self) -> dict[str, Any] | None: ...
 
 
 def print_prediction(console: Console, pred: Prediction) -> None:
@@ -71,7 +54,7 @@ def print_profile(console: Console, prof: OpProfile) -> None:
     console.print(t)
 
 
-def print_analysis(console: Console, analysis: ProfileAnalysis) -> None:
+def print_analysis(console: Console, analysis: Analysis) -> None:
     """``dlgpu analyze``: the profile, then the memory it needs and its FLOPs on tensor cores."""
     prof = analysis.profile
     print_profile(console, prof)

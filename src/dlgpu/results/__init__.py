@@ -22,7 +22,7 @@ from .bench import (
     result_from_dict,
 )
 from .prediction import Prediction, prediction_from_dict
-from .profile import OpProfile, OpRecord, ProfileSource, memory_need, profile_from_dict
+from .profile import Analysis, OpProfile, OpRecord, ProfileSource, memory_need, profile_from_dict
 from .vocab import (
     ADVISE_SCHEMA,
     ANALYZE_SCHEMA,
@@ -72,6 +72,7 @@ __all__ = [
     "WORKLOADS_SCHEMA",
     "WORKLOAD_SCHEMA",
     "Advice",
+    "Analysis",
     "BenchConfig",
     "BenchReport",
     "BenchResult",

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .vocab import ANALYZE_SCHEMA
+
 
 @dataclass(frozen=True)
 class OpRecord:
@@ -105,3 +107,30 @@ class ProfileSource(Protocol):
     def __call__(self, workload: str, task: str = "train", precision: str = "fp32", batch_size: int | None = None,
                  overrides: Mapping[str, str] | None = None, optimizer_step: bool = True,
                  target: str = "gpu") -> OpProfile: ...
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """``dlgpu.analyze/1``: an operator profile with the unit each operator runs on (``op_units``, in the order of
+    ``profile.ops``) and the memory it needs, and the largest batch that fits a memory size where one was asked
+    for (``{"memory_of", "memory_bytes", "batch_size"}``)."""
+
+    profile: OpProfile
+    op_units: tuple[str, ...]
+    largest_batch: dict[str, Any] | None = None
+
+    @property
+    def memory_need_bytes(self) -> int:
+        return memory_need(self.profile)
+
+    @property
+    def tensor_core_flops_share(self) -> float:
+        tc = sum(o.flops * o.count for o, u in zip(self.profile.ops, self.op_units, strict=True) if u != "vector")
+        return tc / (self.profile.flops or 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"schema": ANALYZE_SCHEMA, **self.profile.to_dict(), "memory_need_bytes": self.memory_need_bytes,
+               "largest_batch": self.largest_batch}
+        for op, unit in zip(doc["ops"], self.op_units, strict=True):
+            op["unit"] = unit
+        return doc
