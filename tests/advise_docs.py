@@ -32,10 +32,12 @@ def _made() -> dict[str, dict[str, Any]]:
             # and a deadline nothing meets, so that the verdict says what would change it
             "dcgan-1s": api.advise("dcgan", limits=Limits(deadline_s=1, deadline_basis="--deadline 1s"),
                                    db=db).to_dict(),
+            # and a power limit that excludes the larger GPUs
+            "resnet50-300w": api.advise("resnet50", limits=Limits(max_power_w=300), db=db).to_dict(),
         }
 
 
 def real_doc(name: str) -> dict[str, Any]:
     """A fresh copy of one of the documents: 'dcgan' (12 h deadline), 'resnet50' (the default 24 h) or
-    'dcgan-1s' (a 1 s deadline: nothing meets it)."""
+    'dcgan-1s' (a 1 s deadline: nothing meets it) or 'resnet50-300w' (devices over 300 W excluded)."""
     return copy.deepcopy(_made()[name])

@@ -108,7 +108,7 @@ def test_known_values() -> None:
     mi300x = cat.gpu("mi300x")
     assert mi300x.compute_capability == "gfx942" and mi300x.cuda_cc is None  # AMD: kept as given
     assert cat.gpu("rtx-5090").cuda_cc == (12, 0)
-    assert cat.gpu("rtx-3070").memory_bandwidth_bytes_per_s is None  # empty cell: no source gave it
+    assert cat.gpu("h200-nvl-141gb").bf16_flops_per_s is None  # empty cell: no credible source gave it
     assert cat.gpu("max-1550").compute_capability is None
     epyc = cat.cpu("epyc-7763")
     assert epyc.cores == 64 and epyc.base_clock_hz == pytest.approx(2.45e9)
