@@ -24,6 +24,7 @@ from dlgpu.catalog import (
     this_cpu,
     user_catalog_dir,
 )
+from dlgpu.catalog.specs import is_consumer
 from dlgpu.errors import BadInput
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "dlgpu" / "catalog" / "data"
@@ -109,6 +110,9 @@ def test_known_values() -> None:
     assert mi300x.compute_capability == "gfx942" and mi300x.cuda_cc is None  # AMD: kept as given
     assert cat.gpu("rtx-5090").cuda_cc == (12, 0)
     assert cat.gpu("h200-nvl-141gb").bf16_flops_per_s is None  # empty cell: no credible source gave it
+    # consumer cards (advise's "Consumer GPUs" reason) are not workstation ones named alike
+    assert [g for g in ("rtx-4090", "rx-7900-xtx", "arc-b580", "rtx-pro-6000-blackwell", "rtx-4000-ada", "rtx-a6000",
+                        "h100-sxm5-80gb") if is_consumer(cat.gpu(g))] == ["rtx-4090", "rx-7900-xtx", "arc-b580"]
     assert cat.gpu("max-1550").compute_capability is None
     epyc = cat.cpu("epyc-7763")
     assert epyc.cores == 64 and epyc.base_clock_hz == pytest.approx(2.45e9)

@@ -97,7 +97,7 @@ def job(spec: WorkloadSpec, params: Mapping[str, Any], task: str, size: JobSize)
         need = "the dataset size and the epochs" if task == "train" else "the samples"
         raise BadInput(f"{spec.name} {task}: no real task is recorded for it; give {need}",
                        param="dataset_size" if task == "train" else "samples")
-    return Job(real[0], real[1], f"the workload's real task (sources: `dlgpu workloads show {spec.name}`)", unit)
+    return Job(real[0], real[1], f"the workload's real task, sources in `dlgpu workloads show {spec.name}`", unit)
 
 
 def constraints(limits: Limits) -> Constraints:

@@ -171,11 +171,11 @@ class LocalCpu:
 
 
 def is_consumer(gpu: GpuSpec) -> bool:
-    """A GeForce, Radeon RX or Titan card (bought by people, not datacenters): its fp16 with fp32 accumulate
-    may run at a fraction of its fp16 rate, which advise says."""
+    """A GeForce, Titan, Radeon RX or Intel Arc card (bought by people, not datacenters or workstations): on
+    GeForce its fp16 with fp32 accumulate may run at a fraction of its fp16 rate, which advise says."""
     name = f"{gpu.name} {gpu.id}".lower()
-    return any(w in name for w in ("geforce", "rtx-", "gtx", "radeon rx", "titan")) and not any(
-        w in name for w in ("rtx a", "rtx-a", "quadro", "rtx 6000 ada", "l40", "a10"))
+    return any(w in name for w in ("geforce", "rtx-", "gtx", "radeon rx", "titan", "intel arc")) and not any(
+        w in name for w in ("rtx a", "rtx-a", "rtx pro", "rtx-pro", "quadro", "ada generation", "-ada", "l40", "a10"))
 
 
 def parse_cuda_cc(text: str) -> tuple[int, int] | None:
