@@ -332,6 +332,22 @@ def test_an_unmatched_cpu_tdp_is_the_median_per_core_of_similar_catalog_rows() -
     assert f.matched_id == "epyc-7763" and f.tdp_w == row.tdp_w and "TDP of catalog CPU epyc-7763" in f.tdp_basis
 
 
+def test_an_unknown_amx_cpu_gets_an_amx_bf16_peak_and_others_fall_back_to_fp32() -> None:
+    """MFU at bf16 on an AMX CPU no catalog row names is taken against its AMX peak (cores x clock x 1024, the
+    figure cpus.csv's AMX rows are computed with), not against its FP32 peak (which gave MFU over 100%)."""
+    cat = load_catalog()
+    details = {"flags": ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile"], "max_clock_hz": 2.6e9}
+    f = device_facts(DeviceInfo(id="cpu", kind="cpu", name="Intel(R) Xeon(R) Processor", memory_bytes=None,
+                                backend="cpu", physical_cores=2, details=details), cat)
+    bf16, basis = f.peak("bf16")
+    assert bf16 == pytest.approx(2 * 2.6e9 * 1024) and "AMX" in basis
+    assert f.peak("fp32")[0] == pytest.approx(2 * 2.6e9 * 64)
+    no_amx = device_facts(DeviceInfo(id="cpu", kind="cpu", name="Intel(R) Xeon(R) Processor", memory_bytes=None,
+                                     backend="cpu", physical_cores=2,
+                                     details={"flags": ["avx512f", "avx512_bf16"], "max_clock_hz": 2.6e9}), cat)
+    assert no_amx.peak("bf16")[0] == no_amx.peak("fp32")[0] and "FP32 peak is used" in no_amx.peak("bf16")[1]
+
+
 # --- the CLI ----------------------------------------------------------------------------------------------
 
 def test_cli_bench_json_has_every_field_and_the_table_marks_estimates(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,11 @@ SIMD_FP32_FLOPS_PER_CYCLE: tuple[tuple[tuple[str, ...], str, int, str], ...] = (
 Sources: ``FLOPS_PER_CYCLE_SOURCES``. Arm (NEON/SVE) is absent: the FMA pipe count varies by core and no
 source was read, so an Arm CPU that no catalog row matches gets no estimated peak."""
 
+AMX_BF16_FLOPS_PER_CYCLE = 1024
+AMX_SOURCE = "https://en.wikipedia.org/wiki/Advanced_Matrix_Extensions"
+"""BF16 FLOP per cycle per core of Intel's AMX tile unit (TMUL), the figure cpus.csv computes its AMX rows' BF16
+peaks with, from the AMX article it cites."""
+
 X86_64 = ("x86_64", "amd64")  # SSE2 is part of the x86-64 baseline, so it is present even if unlisted
 _CLOCK_IN_NAME = re.compile(r"@\s*(\d+(?:\.\d+)?)\s*([gm])hz", re.IGNORECASE)
 
@@ -131,6 +136,18 @@ def describe_local_cpu(
     per_cycle = None if level is None else level[2]
     return LocalCpu(model_name=model_name, cores=cores, clock_hz=clock, flags=tuple(flags), simd=simd,
                     fp32_flops_per_cycle_per_core=per_cycle, fp32_flops_per_s=peak, basis=basis)
+
+
+def estimated_bf16_peak(cpu: LocalCpu) -> tuple[float, str] | None:
+    """(FLOP/s, basis) of this CPU's BF16 matrix unit where its flags show one and its clock is known: AMX-BF16
+    (Sapphire Rapids and later Xeons). None otherwise (AVX512-BF16 alone: no per-cycle figure from a source)."""
+    if "amx_bf16" not in {f.lower() for f in cpu.flags} or not cpu.clock_hz or cpu.cores <= 0:
+        return None
+    peak = cpu.cores * cpu.clock_hz * AMX_BF16_FLOPS_PER_CYCLE
+    return peak, (f"estimated (not in the catalog): {cpu.cores} physical cores x {cpu.clock_hz / 1e9:.2f} GHz x "
+                  f"{AMX_BF16_FLOPS_PER_CYCLE} BF16 FLOP/cycle/core (AMX tile unit, from the amx_bf16 flag; "
+                  f"{AMX_SOURCE}) = {peak / 1e9:,.1f} GFLOP/s, an upper bound that eager PyTorch approaches only "
+                  "in large matmuls and convolutions")
 
 
 def this_cpu(catalog: Catalog | None = None) -> tuple[str, CpuSpec | LocalCpu]:

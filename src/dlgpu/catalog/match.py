@@ -16,7 +16,7 @@ from typing import Any
 from dlgpu.results import PRECISIONS, DeviceInfo
 
 from .loader import Catalog
-from .local import describe_local_cpu, normalize_cpu_name, simd_rate
+from .local import describe_local_cpu, estimated_bf16_peak, normalize_cpu_name, simd_rate
 from .specs import CpuSpec, GpuSpec, LocalCpu
 
 FORM_FACTORS = frozenset({"pcie", "sxm", "sxm2", "sxm3", "sxm4", "sxm5", "nvl", "hgx", "oam"})
@@ -163,11 +163,15 @@ def _cpu_facts(device: DeviceInfo, catalog: Catalog) -> DeviceFacts:
     else:
         assert isinstance(cpu, LocalCpu)
         tdp, tdp_basis = estimate_cpu_tdp(device.name, cores, flags, catalog)
-        fp32, fp32_basis, bf16 = cpu.fp32_flops_per_s, f"FP32 peak {cpu.basis}", None
+        fp32, fp32_basis = cpu.fp32_flops_per_s, f"FP32 peak {cpu.basis}"
+        amx = estimated_bf16_peak(cpu)
+        bf16, bf16_basis = amx if amx else (None, "")
         match, matched = f"no catalog CPU matches {device.name!r}", None
     peaks["fp32"] = (fp32, fp32_basis)
-    if bf16:
+    if bf16 and matched:
         peaks["bf16"] = (bf16, f"BF16 peak of catalog CPU {matched}")
+    elif bf16:
+        peaks["bf16"] = (bf16, f"BF16 peak {bf16_basis}")
     else:
         peaks["bf16"] = (fp32, "no BF16 peak known for this CPU, so its FP32 peak is used (AMX or AVX512-BF16 "
                                "units can exceed it, and MFU against it then overstates utilization); " + fp32_basis)
