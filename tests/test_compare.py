@@ -32,10 +32,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     two batch sizes and for this CPU at the bench's batch."""
     tmp = tmp_path_factory.mktemp("compare")
     db = tmp / "r.sqlite"
-    here = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, timing=TINY_BUDGET,
-                 overrides=OVR, telemetry=True, telemetry_period_s=0.02, db=db)
-    other = bench(workloads=["test_resnet"], precisions=["fp32"], quick=True, timing=TINY_BUDGET, overrides=OVR,
-                  telemetry=False, db=None).to_dict()
+    # On this CPU only, whatever else the machine has: the tables below are about a CPU and catalog GPUs.
+    here = bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32", "bf16"], quick=True,
+                 timing=TINY_BUDGET, overrides=OVR, telemetry=True, telemetry_period_s=0.02, db=db)
+    other = bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32"], quick=True, timing=TINY_BUDGET,
+                  overrides=OVR, telemetry=False, db=None).to_dict()
     other["machine"]["hostname"] = "lab-server"
     other["machine"]["devices"][0]["threads_used"] = 1
     f = tmp / "elsewhere.json"
@@ -48,7 +49,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             doc = api.save_prediction(api.predict("test_resnet", gpu, "fp16", "train", b, OVR), db).to_dict()
             preds.append(doc)
     local = api.save_prediction(api.predict("test_resnet", "local", "fp32", "train", batch, OVR), db).to_dict()
-    return {"db": db, "here": here, "imported": imported, "preds": preds, "local": local, "tmp": tmp}
+    return {"db": db, "here": here, "other": other, "imported": imported, "preds": preds, "local": local,
+            "tmp": tmp}
 
 
 def test_compare_puts_measured_imported_and_predicted_together(store: dict[str, Any]) -> None:
@@ -57,18 +59,30 @@ def test_compare_puts_measured_imported_and_predicted_together(store: dict[str, 
     rows = _table(comp, "train_time")
     devices = {r["device"] for r in rows}
     assert any("@ lab-server" in d for d in devices)  # the imported machine is its own device
-    assert {"A100 80GB SXM4", "GeForce RTX 3090", "Tesla T4"} <= devices or len(devices) >= 5
-    sources = {r["source"] for r in rows}
-    assert sources == {"measured", "predicted"}
+    # Per device its fastest precision, one row each: the three GPUs (predicted), this machine's CPU (measured;
+    # its local prediction is a second, predicted row) and the imported machine's CPU (measured).
+    gpu_rows = [r for r in rows if r["device"] in ("A100 80GB SXM4", "GeForce RTX 3090", "Tesla T4")]
+    assert sorted(r["device"] for r in gpu_rows) == ["A100 80GB SXM4", "GeForce RTX 3090", "Tesla T4"]
+    assert all(r["source"] == "predicted" and r["precision"] == "fp16" for r in gpu_rows)
+    cpu_rows = [r for r in rows if r not in gpu_rows]
+    assert sorted(r["source"] for r in cpu_rows) == ["measured", "measured", "predicted"]
+    assert len(devices) == len(rows) - 1 == 5  # this CPU appears twice: measured and predicted
     here_fp32 = next(r for r in store["here"].results if r.task == "train" and r.precision == "fp32")
-    for r in rows:  # speedup = throughput / measured CPU fp32 throughput of this machine or the other one
-        if r["speedup"] is not None:
-            assert r["speedup"] * r["sps"] > 0
+    other_fp32 = next(r for r in store["other"]["results"] if r["task"] == "train" and r["precision"] == "fp32")
+    other_row = next(r for r in rows if "@ lab-server" in r["device"])
+    assert other_row["precision"] == "fp32" and other_row["source"] == "measured"
+    assert other_row["sps"] == pytest.approx(other_fp32["samples_per_s"])
+    # The documented rule (report.compare._cpu_baseline): speedup = this row's samples/s / the fastest measured
+    # CPU fp32 samples/s of the same workload and task, here or on the imported machine, among those measured
+    # without contention (all of them where each was contended).
+    measured = [(here_fp32.samples_per_s, bool(here_fp32.contended)),
+                (other_fp32["samples_per_s"], bool(other_fp32.get("contended")))]
+    base = max(sps for sps, contended in measured if not contended or all(c for _, c in measured))
+    for r in rows:
+        assert r["speedup"] == pytest.approx(r["sps"] / base, rel=1e-12), r["device"]
     a100 = next(r for r in rows if r["device"].startswith("A100"))
     pred = max((p for p in store["preds"] if p["hardware"] == "a100-sxm4-80gb"), key=lambda p: p["samples_per_s"])
     assert a100["sps"] == pytest.approx(pred["samples_per_s"])
-    base = max(here_fp32.samples_per_s, *(r["sps"] for r in rows if "lab-server" in r["device"]
-                                          and r["precision"] == "fp32"))
     assert a100["speedup"] == pytest.approx(pred["samples_per_s"] / base)
     assert a100["time"] == pytest.approx(pred["task_time_s"])
 
@@ -97,18 +111,26 @@ def test_precision_power_and_value_tables(store: dict[str, Any]) -> None:
     assert {c.source for row in t.rows for c in row if c.unit == "W" and c.value} == {"estimated"}
     from dlgpu.catalog import load_catalog
 
-    a100 = load_catalog().gpu("a100-sxm4-80gb")
-    value = [r for r in _table(comp, "value") if r["device"].startswith("A100")]
-    assert value
-    for r in value:
-        assert r["price"] == a100.launch_price_usd
-        assert r["watts"] == a100.tdp_w
-        assert r["per_w"] == pytest.approx(r["sps"] / a100.tdp_w)
-        if a100.launch_price_usd:
-            assert r["per_usd"] == pytest.approx(r["sps"] / a100.launch_price_usd)
-        cheapest = min(i.price_usd_per_gpu_hour for i in load_catalog().instances_for("a100-sxm4-80gb"))
+    cat = load_catalog()
+    value = _table(comp, "value")
+    priced = rented = 0
+    for gpu_id in GPUS:
+        g = cat.gpu(gpu_id)
+        (r,) = [r for r in value if r["device"] == g.name]  # one row per device: its fastest precision
+        pred = max((p for p in store["preds"] if p["hardware"] == gpu_id), key=lambda p: p["samples_per_s"])
+        assert r["sps"] == pytest.approx(pred["samples_per_s"])
+        assert r["price"] == g.launch_price_usd and r["watts"] == g.tdp_w  # predicted: its catalog TDP
+        assert r["per_w"] == pytest.approx(r["sps"] / g.tdp_w)
+        # per $ of price and per rented $ exist exactly where the catalog has a price, and follow the formula
+        price = g.launch_price_usd
+        assert r["per_usd"] == (None if not price else pytest.approx(r["sps"] / price))
+        offers = cat.instances_for(gpu_id)
+        cheapest = min((i.price_usd_per_gpu_hour for i in offers), default=None)
         assert r["rent"] == cheapest
-        assert r["per_rented"] == pytest.approx(3600 * r["sps"] / cheapest)
+        assert r["per_rented"] == (None if cheapest is None else pytest.approx(3600 * r["sps"] / cheapest))
+        priced += bool(price)
+        rented += cheapest is not None
+    assert priced >= 1 and rented >= 1  # both formulas were exercised (the RTX 3090 has a price, the T4 offers)
 
 
 def test_charts_carry_the_data(store: dict[str, Any]) -> None:

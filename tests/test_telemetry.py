@@ -4,10 +4,11 @@ their module seams, and the real sampling thread on this machine's CPU with the 
 from __future__ import annotations
 
 import ast
+import math
 import os
-import statistics
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections import namedtuple
@@ -21,6 +22,7 @@ from dlgpu.measure import telemetry
 from dlgpu.measure.mfu import mfu
 from dlgpu.measure.telemetry import (
     ESTIMATE_IDLE_SHARE,
+    MIN_WINDOW_UPDATES,
     AmdSmiBackend,
     CpuSensors,
     EstimatedBackend,
@@ -643,42 +645,127 @@ def test_estimate_formula_and_model_integral() -> None:
         telemetry_backend(CPU, tdp_w=65.0)
 
 
-def _busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    x = 0
-    while time.perf_counter() < end:
-        x += 1
+class Recorded:
+    """The real backend, recording each call: which method, from which thread, at which clock time. ``enough``
+    is set once the sampler's own thread has made ``reads`` periodic reads since the last ``expect``."""
+
+    def __init__(self, inner: EstimatedBackend) -> None:
+        self.inner = inner
+        self.source, self.basis, self.energy_method = inner.source, inner.basis, inner.energy_method
+        self.update_interval_s, self.reason, self.label = inner.update_interval_s, inner.reason, inner.label
+        self.calls: list[tuple[str, str, float]] = []
+        self.enough = threading.Event()
+        self._reads = 0
+        self._periodic = 0
+
+    def expect(self, reads: int) -> None:
+        self.calls, self._reads, self._periodic = [], reads, 0
+        self.enough.clear()
+
+    def _note(self, what: str, t: float) -> None:
+        name = threading.current_thread().name
+        self.calls.append((what, name, t))
+        if name == "dlgpu-telemetry":
+            self._periodic += 1
+            if self._periodic >= self._reads:
+                self.enough.set()
+
+    def start(self, timestamp_s: float) -> Sample:
+        self._note("start", timestamp_s)
+        return self.inner.start(timestamp_s)
+
+    def read(self, timestamp_s: float) -> Sample:
+        self._note("read", timestamp_s)
+        return self.inner.read(timestamp_s)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
-def test_sampler_thread_runs_at_its_period_with_the_labelled_estimate(tmp_path: Path) -> None:
+def _model_energy(samples: tuple[Sample, ...], idle_w: float) -> float:
+    """The estimate's energy over a window, from its samples: each interval's power held over it (the previous
+    interval's, or idle before any, where an interval had no utilization)."""
+    energy, last_p = 0.0, None
+    for a, b in zip(samples, samples[1:], strict=False):
+        held = b.power_w if b.power_w is not None else (last_p if last_p is not None else idle_w)
+        energy += held * (b.timestamp_s - a.timestamp_s)
+        last_p = b.power_w if b.power_w is not None else last_p
+    return energy
+
+
+def test_sampler_thread_reads_on_its_schedule_with_the_labelled_estimate(tmp_path: Path) -> None:
+    """The mechanism, not elapsed time: the window's first and last samples are read by the caller at start and
+    stop, every one between by the sampler's own thread, never ahead of its period schedule; stop joins the
+    thread (nothing is read after it); and the figures are the estimate's arithmetic over those samples."""
     backend = telemetry_backend(CPU, tdp_w=65.0, tdp_source="test: a TDP the caller passes",
                                 powercap_root=tmp_path / "no-powercap")
     assert isinstance(backend, EstimatedBackend)
-    tel = Telemetry(backend, period_s=0.05)
-    idle = tel.measure_idle(0.15)
-    assert idle.source == "estimated" and idle.avg_power_w is not None
+    rec = Recorded(backend)
+    period = 0.02
+    tel = Telemetry(rec, period_s=period)
+    me = threading.current_thread().name
+
+    def wait_for_reads(_seconds: float) -> None:  # measure_idle's sleep seam: until 3 periodic reads happened
+        assert rec.enough.wait(60), "the sampler thread made no periodic reads"
+
+    rec.expect(3)
+    idle = tel.measure_idle(0.1, sleep=wait_for_reads)
+    assert idle.source == "estimated" and idle.avg_power_w is not None and len(idle.samples) >= 5
+
+    reads = math.ceil(tel.min_window_s / period) + 1  # enough for a window the sensor resolves
+    rec.expect(reads)
     with tel:
-        _busy(0.3)
+        x = 0
+        while not rec.enough.is_set():  # keep a core busy until the thread has read that many times
+            x += 1
     res = tel.result
+    calls = list(rec.calls)
+    # who read: the caller at start and stop, the sampler thread in between (at least the 5 waited for)
+    assert calls[0][:2] == ("start", me) and calls[-1][:2] == ("read", me)
+    assert len(calls) >= reads + 2 and all(c[:2] == ("read", "dlgpu-telemetry") for c in calls[1:-1])
+    # the samples are those reads, stamped by the clock seam, in order
+    assert [s.timestamp_s for s in res.samples] == [c[2] for c in calls]
+    assert res.window_start_s == calls[0][2] and res.window_end_s == calls[-1][2]
+    assert res.duration_s == res.window_end_s - res.window_start_s
+    # the k-th periodic read is never ahead of its schedule: k periods after the window opened
+    for k, s in enumerate(res.samples[1:-1], start=1):
+        assert s.timestamp_s - res.window_start_s >= k * period - 1e-6, k
+    assert res.min_window_s == pytest.approx(max(period, MIN_WINDOW_UPDATES * backend.update_interval_s))
+    assert not res.too_short  # follows from the schedule: the last periodic read is >= reads x period in
+    # stop joined the thread: it is gone and reads nothing more
+    assert "dlgpu-telemetry" not in {t.name for t in threading.enumerate()}
+    time.sleep(5 * period)
+    assert rec.calls == calls
+    # the labelled estimate, and its arithmetic over exactly these samples
     assert res.source == "estimated" and not res.measured and res.energy_method == "model"
     assert "estimated, not measured" in res.basis and "TDP = 65 W (test: a TDP the caller passes)" in res.basis
     assert "psutil" in res.basis and "RAPL unavailable: no powercap tree" in res.basis
-    assert 0.29 <= res.duration_s < 0.6
-    assert 6 <= len(res.samples) <= 10  # start + ~6 periodic + stop
-    gaps = [b.timestamp_s - a.timestamp_s for a, b in zip(res.samples[:-2], res.samples[1:-1], strict=True)]
-    assert 0.035 <= statistics.median(gaps) <= 0.08
-    powers = [s.power_w for s in res.samples if s.power_w is not None]
-    assert powers and all(6.5 - 1e-9 <= p <= 65.0 + 1e-9 for p in powers)
-    assert res.energy_j is not None and 6.5 * res.duration_s * 0.99 <= res.energy_j <= 65.0 * res.duration_s * 1.01
-    assert res.mean_utilization_pct is not None and res.mean_utilization_pct > 0
+    utils = [s for s in res.samples if s.utilization_pct is not None]
+    assert utils and all(s.power_w == pytest.approx(backend.power_w(s.utilization_pct)) for s in utils)
+    assert all(6.5 - 1e-9 <= s.power_w <= 65.0 + 1e-9 for s in utils)
+    assert res.energy_j == pytest.approx(_model_energy(res.samples, backend.idle_w))
+    assert res.mean_utilization_pct is not None and res.mean_utilization_pct > 0  # a core was kept busy
     assert res.samples[0].memory_used_bytes and res.samples[0].memory_used_bytes > 0
     assert res.idle_power_w == idle.avg_power_w
     assert res.net_energy_j == pytest.approx(res.energy_j - idle.avg_power_w * res.duration_s)
-    assert not res.too_short and res.min_window_s == pytest.approx(0.1)
     assert tel.latest is res.samples[-1]
     d = res.to_dict()
     assert d["source"] == "estimated" and d["measured"] is False and len(d["samples"]) == len(res.samples)
     backend.close()
+
+
+def test_a_window_shorter_than_the_period_has_no_periodic_read_and_stop_does_not_wait_it_out() -> None:
+    rec = Recorded(EstimatedBackend(CpuSensors(), tdp_w=65.0, tdp_source="test"))
+    tel = Telemetry(rec, period_s=3600.0)
+    rec.expect(1)
+    tel.start()
+    stopper = threading.Thread(target=tel.stop)
+    stopper.start()
+    stopper.join(60)  # stop wakes the sampler thread: it does not sleep out its hour
+    assert not stopper.is_alive()
+    assert [c[0] for c in rec.calls] == ["start", "read"]
+    assert all(c[1] != "dlgpu-telemetry" for c in rec.calls) and not rec.enough.is_set()
+    assert len(tel.result.samples) == 2
 
 
 def test_sampler_rejects_misuse() -> None:

@@ -155,10 +155,12 @@ def analysis(workload: str, task: str = "train", precision: str = "fp32", batch_
              overrides: Mapping[str, str] | None = None, memory_bytes: int | None = None,
              hardware: str | None = None) -> Analysis:
     """The profile with operator units and memory need; with ``memory_bytes`` or ``hardware`` (a catalog id or
-    ``local``), also the largest batch that fits that memory."""
+    ``local``), also the largest batch that fits that memory: on a GPU, its memory less the runtime's reserve
+    (``results.usable_memory_bytes``, as ``predict`` and ``advise`` count it)."""
     from dlgpu.catalog import load_catalog
     from dlgpu.predict.roofline import op_unit
     from dlgpu.predict.targets import prediction_device
+    from dlgpu.results import usable_memory_bytes
 
     fit, target = None, "gpu"
     if memory_bytes is not None or hardware is not None:
@@ -170,8 +172,9 @@ def analysis(workload: str, task: str = "train", precision: str = "fp32", batch_
                                param="hardware")
             of, target = dev.id, "cpu" if dev.kind == "cpu" else "gpu"
         assert size is not None
-        fit = {"memory_bytes": size, "memory_of": of, "target": target,
-               "batch_size": largest_batch(workload, task, precision, size, overrides, target=target)}
+        usable = size if target == "cpu" else usable_memory_bytes(size)
+        fit = {"memory_bytes": size, "memory_of": of, "target": target, "usable_memory_bytes": usable,
+               "batch_size": largest_batch(workload, task, precision, usable, overrides, target=target)}
     prof = analyze(workload, task, precision, batch_size, overrides, target=target)
     return Analysis(prof, tuple(op_unit(o.kind, o.dtype, precision) for o in prof.ops), fit)
 
@@ -311,14 +314,17 @@ def _no_local() -> Any:
 def _local(req: Any, db: Path | None, machine: Mapping[str, Any], measure: bool) -> Any:
     """This machine's figures for the request: a quick bench now (``measure``), else the stored ones."""
     from dlgpu.advise.advice import LocalMeasurements
+    from dlgpu.results import PRECISIONS
     from dlgpu.store.history import local_measurements
+    from dlgpu.workloads.select import resolve_choice
 
     spec = req.spec
     if not measure:
-        found, run_id = local_measurements(spec.name, req.task, dict(req.overrides), db, machine)
-        return LocalMeasurements(found, run_id)
+        asked = None if not req.precisions else resolve_choice(req.precisions, PRECISIONS, "precisions", PRECISIONS)
+        got = local_measurements(spec.name, req.task, dict(req.overrides), db, machine, asked, req.batch_size)
+        return LocalMeasurements(got.by_device, got.run_id, elsewhere=got.elsewhere)
     custom = spec.family == "custom"
-    rep = bench(workloads=None if custom else [spec.name], tasks=[req.task], quick=True,
+    rep = bench(workloads=None if custom else [spec.name], tasks=[req.task], quick=True, batch_size=req.batch_size,
                 overrides=dict(req.overrides), db=db or default_db_path(), precisions=req.precisions,
                 custom_specs=[spec] if custom else ())
     ok = [r for r in rep.results if r.status == "ok"]

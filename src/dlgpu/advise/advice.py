@@ -26,12 +26,16 @@ from .verdict import decide, judge
 
 @dataclass(frozen=True)
 class LocalMeasurements:
-    """This machine's measured results for the job's workload and task: the fastest result per device (a bench
-    result's dict, with ``_run_id``, ``_created_at`` and ``_fp32_sps`` added), the run and how it was had."""
+    """This machine's measured results for the job's workload and task at the asked precisions and batch: the
+    fastest per device (a bench result's dict, with ``_run_id``, ``_created_at`` and ``_fp32_sps`` added; from the
+    store also ``_runs``, ``_min_sps``, ``_max_sps``, ``_run_ids``, ``_contended``: the median over stored runs,
+    ``store.history.local_measurements``), the newest run and how it was had; ``elsewhere``: per device stored
+    only at other settings, those settings."""
 
     by_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     run_id: str | None = None
     fresh: bool = False  # measured now (a quick bench), not read from the store
+    elsewhere: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,33 @@ def _candidates(req: Request, ctx: candidates.Context, catalog: Catalog, present
 
 def _local_basis(local: LocalMeasurements) -> str:
     if not local.by_device:
+        if local.elsewhere:
+            return "predicted (stored results are at other settings: " + "; ".join(
+                f"{dev}: {', '.join(s)}" for dev, s in local.elsewhere.items()) + ")"
         return "predicted (nothing stored)"
-    return "measured now (--measure, quick budgets)" if local.fresh else "stored dlgpu bench results for this machine"
+    if local.fresh:
+        return "measured now (--measure, quick budgets)"
+    return "stored dlgpu bench results for this machine: " + "; ".join(
+        f"{dev} {r['precision']} batch {r['batch_size']}: {candidates.stored_basis(r)}"
+        for dev, r in local.by_device.items())
+
+
+def _local_notes(req: Request, local: LocalMeasurements) -> list[str]:
+    """Why this machine's CPU is predicted, where it is."""
+    if "cpu" in local.by_device:
+        return []
+    other = local.elsewhere.get("cpu")
+    if other:
+        asked = ", ".join(x for x in (
+            None if req.precisions is None else "precision " + "/".join(req.precisions),
+            None if req.batch_size is None else f"batch {req.batch_size}") if x)
+        return [f"A stored measurement of {req.spec.name} {req.task} on this machine's CPU exists, but at other "
+                f"settings ({', '.join(other)}), not at the asked {asked or 'settings'}: its CPU is predicted, not "
+                "measured. Run with --measure (or `dlgpu bench` at these settings) to measure it."]
+    if not local.by_device:
+        return [f"Nothing is stored for {req.spec.name} {req.task} on this machine, so its CPU is predicted, "
+                "not measured: run with --measure (or `dlgpu bench`) to measure it."]
+    return []
 
 
 def advise(req: Request, local: LocalMeasurements, present: Sequence[DeviceInfo], catalog: Catalog,
@@ -102,10 +131,7 @@ def advise(req: Request, local: LocalMeasurements, present: Sequence[DeviceInfo]
     validate(req)
     ctx = _context(req, catalog, cal, profiles)
     use = set(req.sources or SOURCES)
-    notes = []
-    if "own" in use and not local.by_device:
-        notes.append(f"Nothing is stored for {req.spec.name} {req.task} on this machine, so its CPU is predicted, "
-                     "not measured: run with --measure (or `dlgpu bench`) to measure it.")
+    notes = _local_notes(req, local) if "own" in use else []
     cands = judge(_candidates(req, ctx, catalog, present, local), ctx.constraints)
     return Advice(
         created_at=utc_now(), dlgpu=dlgpu_version(), workload=req.spec.name, task=req.task, overrides=ctx.overrides,

@@ -14,7 +14,7 @@ from dlgpu.catalog import Catalog, GpuSpec, device_facts, is_consumer, match_gpu
 from dlgpu.predict.forecast import DevicePrediction, predict_device
 from dlgpu.predict.roofline import Calibration
 from dlgpu.predict.targets import prediction_device
-from dlgpu.results import Candidate, Constraints, DeviceInfo, Figure, Job, ProfileSource
+from dlgpu.results import RESERVE_BASIS, Candidate, Constraints, DeviceInfo, Figure, Job, ProfileSource
 from dlgpu.workloads.registry import WorkloadSpec
 
 from . import cost
@@ -143,14 +143,18 @@ def _prediction_figures(p: DevicePrediction, sps: float, offer: Offer) -> dict[s
             "peak_mem_bytes": Figure(p.need_bytes, "predicted", "traced on fake tensors: weights, gradients, "
                                      "optimizer state, activations, largest operator output"),
             "memory_bytes": Figure(offer.memory_bytes, mem_source, "device memory"),
+            "usable_memory_bytes": Figure(p.usable_bytes, "computed" if p.usable_bytes != offer.memory_bytes
+                                          else mem_source, f"device memory less {RESERVE_BASIS}"
+                                          if p.usable_bytes != offer.memory_bytes else "device memory, whole"),
             "largest_batch": Figure(p.largest_batch or None, "predicted", p.largest_basis)}
 
 
 def _notes(p: DevicePrediction, offer: Offer, batch: int) -> tuple[str, ...]:
     out = []
-    dev, mem = offer.device, offer.memory_bytes
-    if p.batch != batch and mem:
-        out.append(f"batch {p.batch}: {batch} does not fit in {mem / 2**30:.0f} GiB")
+    dev, mem, usable = offer.device, offer.memory_bytes, p.usable_bytes
+    if p.batch != batch and mem and usable:
+        out.append(f"batch {p.batch}: {batch} does not fit in {usable / 2**30:.1f} GiB usable of {mem / 2**30:.0f} GiB"
+                   if usable != mem else f"batch {p.batch}: {batch} does not fit in {mem / 2**30:.0f} GiB")
     acc32, fp16 = dev.fp16_fp32acc_flops_per_s, dev.fp16_flops_per_s
     if offer.consumer and acc32 and fp16:
         ratio = acc32 / fp16
@@ -195,12 +199,31 @@ def _measured_power(r: Mapping[str, Any], missing: str) -> Figure:
                   r.get("energy_basis") or "no power figure")
 
 
+def stored_basis(r: Mapping[str, Any]) -> str:
+    """How a stored measurement was had: one run, or the median of several (with their range), and whether it was
+    measured under contention."""
+    runs = int(r.get("_runs") or 1)
+    if runs > 1:
+        text = (f"median of {runs} stored runs on this machine ({r['_min_sps']:,.4g}-{r['_max_sps']:,.4g} "
+                f"samples/s; runs {', '.join(i[:8] for i in r.get('_run_ids') or ())})")
+    else:
+        text = f"dlgpu bench run {str(r['_run_id'])[:8]} on this machine, {r['_created_at']}"
+    if r.get("_contended"):
+        text = f"measured under contention (no uncontended run is stored): {text}"
+    elif r.get("_contended_left_out"):
+        text += f"; {r['_contended_left_out']} result(s) measured under contention left out"
+    return text
+
+
 def measured_cpu(ctx: Context, cpu: DeviceInfo, r: Mapping[str, Any]) -> Candidate:
     """This machine's CPU as ``dlgpu bench`` measured it (``r``: its stored result)."""
-    sps = Figure(r["samples_per_s"], "measured", f"dlgpu bench run {r['_run_id'][:8]} on this machine, "
-                 f"{r['_created_at']}, batch {r['batch_size']}, {r['precision']}")
-    extra = {"fp32_samples_per_s": Figure(r.get("_fp32_sps"), "measured", "the same run at fp32"),
-             "step_time_s": Figure(r["step_time_s"]["median"], "measured", "median of the timed steps"),
+    sps = Figure(r["samples_per_s"], "measured", f"{stored_basis(r)}, batch {r['batch_size']}, {r['precision']}")
+    runs = int(r.get("_runs") or 1)
+    step = (Figure(r["batch_size"] / r["samples_per_s"], "computed", f"batch / the median throughput of {runs} runs")
+            if runs > 1 else Figure(r["step_time_s"]["median"], "measured", "median of the timed steps"))
+    extra = {"fp32_samples_per_s": Figure(r.get("_fp32_sps"), "measured", "the same run at fp32" if "_runs" not in r
+                                          else "the same batch at fp32, over the stored runs by the same rule"),
+             "step_time_s": step,
              "peak_mem_bytes": Figure(r.get("peak_mem_bytes"), "measured", r.get("peak_mem_kind") or ""),
              "memory_bytes": Figure(cpu.memory_bytes, "measured", "this machine's memory")}
     figs = job_figures(ctx, sps, _measured_power(r, "bench recorded no power"), extra, "own")
@@ -209,7 +232,7 @@ def measured_cpu(ctx: Context, cpu: DeviceInfo, r: Mapping[str, Any]) -> Candida
 
 
 def measured_gpu(ctx: Context, gpu: DeviceInfo, r: Mapping[str, Any]) -> Candidate:
-    sps = Figure(r["samples_per_s"], "measured", f"dlgpu bench run {r['_run_id'][:8]}, {r['precision']}")
+    sps = Figure(r["samples_per_s"], "measured", f"{stored_basis(r)}, batch {r['batch_size']}, {r['precision']}")
     figs = job_figures(ctx, sps, _measured_power(r, ""), {"memory_bytes": Figure(gpu.memory_bytes, "measured", "")},
                        "own")
     return Candidate(f"own:{gpu.id}", "own", f"this machine's {gpu.name}", gpu.id, "gpu", 1, r["precision"],

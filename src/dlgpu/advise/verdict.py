@@ -35,6 +35,16 @@ def judge(cands: Sequence[Candidate], k: Constraints) -> list[Candidate]:
     return [replace(c, meets_deadline=meets(c, k), affordable=affordable(c, k)) for c in cands]
 
 
+def _source(c: Candidate) -> str:
+    """Whether a candidate's throughput, and so its time, is measured or predicted."""
+    return (c.figures.get("samples_per_s") or Figure(None, "?")).source
+
+
+def _time(c: Candidate) -> str:
+    """A candidate's time for the job, with where it comes from: '3.2 h (predicted)'."""
+    return f"{span(c.time_s)} ({_source(c)})"
+
+
 def _label(c: Candidate) -> str:
     how = {"own": "this machine's", "buy": "buy a", "rent": "rent"}[c.origin]
     return f"{how} {c.name} ({c.precision})"
@@ -48,9 +58,12 @@ def _reasons(best: Candidate, cands: Sequence[Candidate], cpu: Candidate | None,
                 "overhead": "per-kernel launch overhead (small kernels)"}[res]
         out.append(f"On {best.name}, {what} bounds the step: {share:.0%} of the predicted step time.")
     need, have = best.value("peak_mem_bytes"), best.value("memory_bytes")
-    if need and have:
-        out.append(f"Memory: the job needs about {format_bytes(need)} at batch {best.batch_size}; {best.name} has "
-                   f"{format_bytes(have)}{' (fits)' if need <= have else ' (does NOT fit)'}.")
+    usable = best.value("usable_memory_bytes") or have
+    if need and have and usable:
+        of = (f"{format_bytes(usable)} usable ({format_bytes(have - usable)} reserved for the runtime)"
+              if usable < have else format_bytes(have))
+        out.append(f"Memory: at batch {best.batch_size} the job needs about {format_bytes(need)} of {of} on "
+                   f"{best.name}: {'fits' if need <= usable else 'does NOT fit'}.")
     fp32 = best.value("fp32_samples_per_s")
     sps = best.value("samples_per_s")
     if fp32 and sps and best.precision != "fp32":
@@ -60,7 +73,7 @@ def _reasons(best: Candidate, cands: Sequence[Candidate], cpu: Candidate | None,
     if consumers:
         c = min(consumers, key=lambda c: c.time_s)
         note = next((n for n in c.notes if "accumulate" in n), "")
-        out.append(f"Consumer GPUs: the fastest, {c.name}, takes {span(c.time_s)}"
+        out.append(f"Consumer GPUs: the fastest, {c.name}, takes {_time(c)}"
                    + (f"; {note}" if note else "") + ".")
     f = best.figures.get("samples_per_s")
     low, high = best.value("samples_per_s_low"), best.value("samples_per_s_high")
@@ -71,8 +84,7 @@ def _reasons(best: Candidate, cands: Sequence[Candidate], cpu: Candidate | None,
     elif f is not None:
         out.append(f"{best.name}'s throughput is {f.source} ({f.basis}).")
     if cpu is not None and cpu is not best:
-        src = (cpu.figures.get("samples_per_s") or Figure(None, "?")).source
-        out.append(f"This machine's CPU would take {span(cpu.time_s)} ({src}).")
+        out.append(f"This machine's CPU would take {_time(cpu)}.")
     return out
 
 
@@ -80,8 +92,7 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
     cpu = next((c for c in cands if c.origin == "own" and c.kind == "cpu"), None)
     deadline = span(k.deadline_s)
     if cpu is not None and meets(cpu, k):
-        src = (cpu.figures.get("samples_per_s") or Figure(None, "?")).source
-        headline = (f"A CPU is enough: this machine's CPU finishes in {span(cpu.time_s)} ({src}), within the "
+        headline = (f"A CPU is enough: this machine's CPU finishes in {_time(cpu)}, within the "
                     f"{deadline} deadline ({k.deadline_basis}).")
         return Verdict("cpu-enough", headline, cpu.id, cpu.id, cpu.id, (), tuple(_reasons(cpu, cands, None, k)))
     ok = [c for c in cands if meets(c, k) and affordable(c, k)]
@@ -92,10 +103,10 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
         fastest = min(ok, key=lambda c: c.time_s)
         priced = [c for c in ok if c.value("job_cost_usd")]
         best = max(priced, key=lambda c: 1.0 / (c.value("job_cost_usd") or math.inf), default=cheapest)
-        cpu_part = f"this machine's CPU would take {span(cpu.time_s)}" if cpu else "no CPU was measured"
+        cpu_part = f"this machine's CPU would take {_time(cpu)}" if cpu else "no CPU was measured"
         headline = (f"A GPU is needed: {cpu_part}, past the {deadline} deadline ({k.deadline_basis}). Cheapest that "
-                    f"meets it: {_label(cheapest)}, {span(cheapest.time_s)} for {usd(cheapest.total_usd)}; "
-                    f"fastest: {_label(fastest)}, {span(fastest.time_s)}; best value: {_label(best)}, "
+                    f"meets it: {_label(cheapest)}, {_time(cheapest)} for {usd(cheapest.total_usd)}; "
+                    f"fastest: {_label(fastest)}, {_time(fastest)}; best value: {_label(best)}, "
                     f"{usd(best.value('job_cost_usd'))} per job.")
         return Verdict("gpu-needed", headline, cheapest.id, fastest.id, best.id, (),
                        tuple(_reasons(fastest, cands, cpu, k)))
@@ -109,11 +120,11 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
 def _what_would(cands: Sequence[Candidate], k: Constraints, fastest: Candidate | None) -> list[str]:
     out = []
     if fastest is not None:
-        out.append(f"A longer deadline: {span(fastest.time_s)} is the fastest ({_label(fastest)}).")
+        out.append(f"A longer deadline: {_time(fastest)} is the fastest ({_label(fastest)}).")
     in_time = [c for c in cands if meets(c, k)]
     if in_time and k.budget_usd is not None:
         c = min(in_time, key=lambda c: c.total_usd if c.total_usd is not None else math.inf)
-        out.append(f"A larger budget: {usd(c.total_usd)} gets {_label(c)}, {span(c.time_s)}.")
+        out.append(f"A larger budget: {usd(c.total_usd)} gets {_label(c)}, {_time(c)}.")
     fp32_only = [c for c in cands if c.precision == "fp32" and c.kind == "gpu" and c.excluded is None]
     if fp32_only:
         out.append("Mixed precision (bf16/fp16 autocast) where a candidate ran at fp32.")
@@ -124,7 +135,7 @@ def _what_would(cands: Sequence[Candidate], k: Constraints, fastest: Candidate |
     multi = [c for c in cands if c.origin == "rent" and c.gpus > 1 and c.excluded is None]
     if multi:
         c = min(multi, key=lambda c: c.time_s)
-        out.append(f"More GPUs: {c.name} ({c.gpus} GPUs, data parallel) takes {span(c.time_s)}.")
+        out.append(f"More GPUs: {c.name} ({c.gpus} GPUs, data parallel) takes {_time(c)}.")
     elif fastest is not None:
         out.append("More GPUs in data parallel (no multi-GPU instance in the catalog for these devices).")
     return out

@@ -17,7 +17,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -26,8 +26,9 @@ from dlgpu.results import BenchResult, DeviceInfo, StepStats
 from dlgpu.workloads.base import WorkloadInstance
 from dlgpu.workloads.registry import WorkloadSpec
 
+from .contention import MAX_REMEASURE, REMEASURE_PAUSE_S, Contention, ContentionProbe
 from .memory import AllocatorPeak, CpuPeakRss, MpsDriverMemory, PeakMemory
-from .telemetry import DEFAULT_PERIOD_S, Telemetry, TelemetryBackend, TelemetryResult, efficiency, telemetry_backend
+from .telemetry import DEFAULT_PERIOD_S, Telemetry, TelemetryBackend, TelemetryResult, telemetry_backend
 from .timer import Budget, Timer
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -167,34 +168,43 @@ def telemetry_fields(res: TelemetryResult, steps: int, batch_size: int, samples_
     """The ``BenchResult`` fields of one telemetry window over ``steps`` timed steps of ``batch_size`` samples.
 
     ``power_w`` and ``peak_power_w`` are what the device drew (idle included). Energy per step and per sample
-    and samples/s per watt are net of the idle baseline where one was measured and the run drew more than it
-    by at least ``NET_MIN_SHARE`` (what the work itself cost); otherwise gross, and ``energy_basis`` says which
-    and why."""
-    net_e, gross_e = res.net_energy_j, res.energy_j
-    net = net_e is not None and gross_e is not None and gross_e > 0 and net_e >= NET_MIN_SHARE * gross_e
-    if res.idle_power_w is None:
-        how = f"gross (no idle baseline: {res.idle_basis or 'none measured'})"
+    and samples/s per watt are derived from that power and the reported throughput, so that they agree with
+    each other: ``energy_j_per_sample = power_w / samples_per_s`` (gross, as MLPerf Power and Lambda's tables
+    count it). ``net_energy_j_per_step``/``_per_sample`` subtract the idle baseline, where one was measured and
+    the run drew more than it by at least ``NET_MIN_SHARE`` (what the work itself cost); else they are None and
+    ``energy_basis`` says why."""
+    power, idle, sps = res.avg_power_w, res.idle_power_w, samples_per_s
+    net_power = res.net_avg_power_w
+    net = (power is not None and power > 0 and net_power is not None and idle is not None
+           and net_power >= NET_MIN_SHARE * power)
+    if idle is None:
+        how = f"no net figures (no idle baseline: {res.idle_basis or 'none measured'})"
     elif net:
-        how = f"net of the idle baseline, {res.idle_power_w:.4g} W ({res.idle_basis})"
+        how = f"net_energy_* subtract the idle baseline, {idle:.4g} W ({res.idle_basis})"
     else:
-        how = (f"gross, idle draw included: the run's average power ({res.avg_power_w or 0:.4g} W) exceeded the idle "
-               f"baseline ({res.idle_power_w:.4g} W, {res.idle_basis}) by less than {NET_MIN_SHARE:.0%}, within the "
-               f"baseline's noise (or the idle window was busy with other work on the machine)")
-    eff = efficiency(res, steps=steps, samples=steps * batch_size, samples_per_s=samples_per_s, net=net)
+        how = (f"no net figures: the run's average power ({power or 0:.4g} W) exceeded the idle baseline "
+               f"({idle:.4g} W, {res.idle_basis}) by less than {NET_MIN_SHARE:.0%}, within the baseline's noise "
+               f"(or the idle window was busy with other work on the machine)")
+    have = power is not None and power > 0 and sps is not None and sps > 0
+    per_sample = power / sps if have else None  # type: ignore[operator]
+    net_per_sample = net_power / sps if have and net else None  # type: ignore[operator]
     too_short = (f"; window {res.duration_s:.3g} s is shorter than the {res.min_window_s:.3g} s this sensor needs "
                  f"(figures are coarse)" if res.too_short else "")
-    basis = (f"{res.basis}; energy per step, per sample and samples/s/W are {how}; power_w and peak_power_w "
-             f"are gross{too_short}")
+    basis = (f"{res.basis}; energy per step, per sample and samples/s/W are from the power drawn (gross: "
+             f"power_w / samples_per_s); {how}{too_short}")
     if res.source == "unavailable":
         basis = res.basis
     return {
-        "power_w": res.avg_power_w, "peak_power_w": res.peak_power_w, "idle_power_w": res.idle_power_w,
-        "energy_j_per_step": eff.energy_j_per_step, "energy_j_per_sample": eff.energy_j_per_sample,
-        "samples_per_s_per_w": eff.samples_per_s_per_w, "utilization_pct": res.mean_utilization_pct,
+        "power_w": power, "peak_power_w": res.peak_power_w, "idle_power_w": idle,
+        "energy_j_per_step": None if per_sample is None else per_sample * batch_size,
+        "energy_j_per_sample": per_sample,
+        "samples_per_s_per_w": sps / power if have else None,  # type: ignore[operator]
+        "net_energy_j_per_step": None if net_per_sample is None else net_per_sample * batch_size,
+        "net_energy_j_per_sample": net_per_sample,
+        "utilization_pct": res.mean_utilization_pct,
         "energy_source": res.source, "energy_basis": basis, "throttled": res.throttled,
         "telemetry": {**res.to_dict(), "steps": steps, "samples_processed": steps * batch_size,
-                      "extended_steps": extended_steps, "net_of_idle": net,
-                      "energy_j_used": eff.energy_j},
+                      "extended_steps": extended_steps, "net_of_idle": net, "energy_j_used": res.energy_j},
     }
 
 
@@ -234,6 +244,8 @@ class _Timed:
     memory_kind: str
     telemetry: TelemetryResult | None = None
     extended_steps: int = 0
+    stop_reason: str | None = None
+    contention: Contention | None = None
 
 
 def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
@@ -275,17 +287,26 @@ def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budg
         tel = Telemetry(backend, period_s=setup.period_s, idle=setup.idle, device=built.device.id)
     tracker = peak_tracker(built.device)
     tracker.reset()
+    probe = ContentionProbe()
+
+    def timed_start() -> None:
+        probe.start()
+        if tel is not None:
+            tel.start()
+
     try:
         timing = Timer(step, synchronizer(built.device)).run(
             budget, on_step, min_time_s=0.0 if tel is None else min(tel.min_window_s, MAX_WINDOW_S),
-            on_timed_start=None if tel is None else tel.start)
+            on_timed_start=timed_start)
+        contention = probe.stop()
         window = None if tel is None else tel.stop()
         peak = tracker.peak_bytes()
     finally:
         if tel is not None and tel.running:
             tel.stop()
         tracker.close()
-    return _Timed(timing.samples_s, len(timing.warmup_s), peak, tracker.kind, window, timing.extended_steps)
+    return _Timed(timing.samples_s, len(timing.warmup_s), peak, tracker.kind, window, timing.extended_steps,
+                  timing.stop_reason, contention)
 
 
 def measure(
@@ -298,11 +319,42 @@ def measure(
     settings: Mapping[str, Any] | None = None,
     on_step: Callable[[int, float], None] | None = None,
     telemetry: TelemetrySetup | None = None,
+    remeasure: int = MAX_REMEASURE,
 ) -> BenchResult:
     """Measure one configuration; halve the batch on out-of-memory. Never raises for a workload's failure
     (KeyboardInterrupt does propagate, so the caller can keep what was already measured).
 
-    ``telemetry``: sample power, energy and utilization beside the timed steps (None: no telemetry fields)."""
+    ``telemetry``: sample power, energy and utilization beside the timed steps (None: no telemetry fields).
+    A result measured while other processes took more than their share of the CPUs (``measure.contention``) is
+    measured again, at most ``remeasure`` times after a short pause; the least contended attempt is kept, and
+    ``contention["attempts"]`` lists every attempt's figures."""
+    result = _measure_once(built, task, precision, batch_size, budget, overrides, settings, on_step, telemetry)
+    attempts = [result]
+    while result.contended and len(attempts) <= remeasure:
+        time.sleep(REMEASURE_PAUSE_S)
+        again = _measure_once(built, task, precision, batch_size, budget, overrides, settings, on_step, telemetry)
+        attempts.append(again)
+        if again.status != "ok":
+            break
+        result = again
+    return _keep_least_contended(attempts) if len(attempts) > 1 else result
+
+
+def _share(r: BenchResult) -> float:
+    return float((r.contention or {}).get("others_share", 0.0))
+
+
+def _keep_least_contended(attempts: list[BenchResult]) -> BenchResult:
+    ok = [r for r in attempts if r.status == "ok"]
+    kept = min(ok, key=_share) if ok else attempts[-1]
+    listing = [{"others_share": _share(r), "contended": r.contended, "samples_per_s": r.samples_per_s,
+                "kept": r is kept} for r in attempts]
+    return replace(kept, contention={**(kept.contention or {}), "attempts": listing})
+
+
+def _measure_once(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
+                  overrides: Mapping[str, Any] | None, settings: Mapping[str, Any] | None,
+                  on_step: Callable[[int, float], None] | None, telemetry: TelemetrySetup | None) -> BenchResult:
     if telemetry is None:
         return _measure(built, task, precision, batch_size, budget, overrides, settings, on_step, None, None)
     backend, owned = telemetry.open(built.device)
@@ -341,6 +393,7 @@ def _measure(
             if timed.telemetry is not None:
                 tel = telemetry_fields(timed.telemetry, stats.n, bs, bs / stats.median if stats.median > 0 else None,
                                        timed.extended_steps)
+            c = timed.contention
             return BenchResult(
                 **base, batch_size=bs, status="ok",
                 reason="; ".join(notes) or None,
@@ -350,6 +403,9 @@ def _measure(
                           "channels_last": built.spec.channels_last,
                           "grad_scaler": precision == "fp16" and task == "train"},
                 wall_time_s=time.perf_counter() - started,
+                stop_reason=timed.stop_reason,
+                contended=None if c is None else c.contended,
+                contention=None if c is None else c.to_dict(),
                 **tel,
             )
         except KeyboardInterrupt:

@@ -73,6 +73,10 @@ class MfuCounter:
             why = "the profile counts no FLOPs" if flops <= 0 else f"no peak FLOP/s: {peak_basis}"
             return replace(result, flops_per_step=flops or None, mfu_basis=f"no MFU: {why}; {note}")
         achieved = flops / stats.median
-        return replace(result, flops_per_step=flops, mfu=mfu(achieved, peak), mfu_basis=(
-            f"{note} / median step time {stats.median:.4g} s = {achieved / 1e9:,.4g} GFLOP/s achieved, "
-            f"over the peak {peak / 1e9:,.4g} GFLOP/s ({peak_basis})"))
+        how = (f"{note} / median step time {stats.median:.4g} s = {achieved / 1e9:,.4g} GFLOP/s achieved, "
+               f"over the peak {peak / 1e9:,.4g} GFLOP/s ({peak_basis})")
+        if achieved > peak:  # a utilization over 100% says the peak is wrong, not the device
+            return replace(result, flops_per_step=flops, mfu_basis=(
+                f"no MFU: the step achieved more than the peak taken for it, so that peak understates the device; "
+                f"{how}"))
+        return replace(result, flops_per_step=flops, mfu=mfu(achieved, peak), mfu_basis=how)

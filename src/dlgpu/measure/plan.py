@@ -11,13 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dlgpu.results import DeviceInfo
+from dlgpu.results import USABLE_MEMORY_FRACTION, DeviceInfo
 from dlgpu.units import format_bytes
 from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec
-
-USABLE_MEMORY_FRACTION = 0.9
-"""Share of a device's free memory a run may plan to use: the rest is headroom for activations' spikes,
-the allocator's fragmentation and (on the CPU) everything else running."""
 
 ISOLATE_ABOVE_FRACTION = 0.25
 """CPU runs whose memory floor exceeds this share of usable memory run in a child process: on the CPU an

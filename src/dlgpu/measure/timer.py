@@ -1,4 +1,5 @@
-"""Adaptive step timing: warm up, then time single steps until a budget is spent or the median is stable.
+"""Adaptive step timing: warm up, then time single steps until the median is known to a target width (its
+bootstrap confidence interval, ``results.median_ci``) or a time ceiling is hit, and say which.
 
 Each step is timed alone, with the device synchronized before and after it (asynchronous CUDA, MPS and
 XPU kernels otherwise make a step look ~free; a known 10x error on MPS in the wild). Every per-step time
@@ -6,6 +7,7 @@ is kept. The clock and the synchronization are seams: tests drive this with a fa
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -16,24 +18,27 @@ from dataclasses import dataclass
 class Budget:
     """How long to measure one configuration.
 
-    Timing stops at ``max_steps``, or once at least ``min_steps`` ran and either ``budget_s`` is spent or
-    the running median has moved less than ``stable_rel`` over the last ``stable_window`` steps."""
+    Timing stops at ``max_steps``, or once at least ``min_steps`` ran and either the median's 95% confidence
+    interval is within +-``ci_rel`` of it ("ci") or the timed steps add up to ``budget_s`` (the ceiling,
+    "budget"). The interval is checked when the sample count has grown by a fifth since the last check (a
+    bootstrap costs about a millisecond per 100 samples)."""
 
     warmup_steps: int = 3
     min_steps: int = 5
     max_steps: int = 200
     budget_s: float = 10.0
-    stable_rel: float = 0.005
-    stable_window: int = 10
+    ci_rel: float = 0.01
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0 or self.min_steps < 1 or self.max_steps < self.min_steps:
             raise ValueError("need warmup_steps >= 0 and 1 <= min_steps <= max_steps")
         if self.budget_s <= 0:
             raise ValueError("budget_s must be positive")
+        if not self.ci_rel > 0:
+            raise ValueError("ci_rel must be positive")
 
 
-QUICK = Budget(warmup_steps=1, min_steps=3, max_steps=30, budget_s=2.0)
+QUICK = Budget(warmup_steps=2, min_steps=5, max_steps=60, budget_s=3.0, ci_rel=0.03)
 STANDARD = Budget()
 
 
@@ -46,7 +51,7 @@ this many extra steps: the window's time is the real bound, this only caps the l
 class Timing:
     samples_s: list[float]
     warmup_s: list[float]
-    stop_reason: str  # "max_steps" | "budget" | "stable": why the budget alone would have stopped
+    stop_reason: str  # "ci" | "budget" | "max_steps": why the budget alone would have stopped
     extended_steps: int = 0  # steps run after that, only to reach ``min_time_s``
 
 
@@ -85,9 +90,11 @@ class Timer:
         warm = [self._one() for _ in range(budget.warmup_steps)]
         if on_timed_start is not None:
             on_timed_start()
+        from dlgpu.results import median_ci
+
         samples: list[float] = []
         spent = 0.0
-        medians: list[float] = []
+        next_check = budget.min_steps
         reason: str | None = None
         extended = 0
         while True:
@@ -99,14 +106,14 @@ class Timer:
             if reason is not None:  # extending to min_time_s: the budget has already said stop
                 extended += 1
             elif len(samples) >= budget.min_steps:
-                if spent >= budget.budget_s:
+                if len(samples) >= next_check:
+                    next_check = max(len(samples) + 1, math.ceil(len(samples) * 1.2))
+                    ci = median_ci(samples)
+                    med = statistics.median(samples)
+                    if ci is not None and med > 0 and (ci[1] - ci[0]) / 2 <= budget.ci_rel * med:
+                        reason = "ci"
+                if reason is None and spent >= budget.budget_s:
                     reason = "budget"
-                else:
-                    medians.append(statistics.median(samples))
-                    if len(medians) > budget.stable_window:
-                        old = medians[-budget.stable_window - 1]
-                        if abs(medians[-1] - old) <= budget.stable_rel * old:
-                            reason = "stable"
             if reason is None and len(samples) >= budget.max_steps:
                 reason = "max_steps"
             if reason is not None and (spent >= min_time_s or extended >= MAX_EXTENDED_STEPS):

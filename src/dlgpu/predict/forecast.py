@@ -13,7 +13,7 @@ from typing import Any
 from dlgpu.catalog import Catalog, GpuSpec
 from dlgpu.errors import BadInput
 from dlgpu.home import dlgpu_version, utc_now
-from dlgpu.results import PRECISIONS, OpProfile, Prediction, ProfileSource, memory_need
+from dlgpu.results import PRECISIONS, OpProfile, Prediction, ProfileSource, memory_need, usable_memory_bytes
 from dlgpu.workloads.registry import WorkloadSpec, get_workload
 
 from .rescale import rescale
@@ -62,7 +62,11 @@ def _projection(spec: WorkloadSpec, task: str, overrides: Mapping[str, str], sps
 def predict(profiles: ProfileSource, catalog: Catalog, cal: Calibration, workload: str, hardware: str,
             precision: str = "fp32", task: str = "train", batch_size: int | None = None,
             overrides: Mapping[str, str] | None = None) -> Prediction:
-    """Predicted step time, throughput and memory of a workload on a catalog GPU or CPU, or this machine's CPU."""
+    """Predicted step time, throughput and memory of a workload on a catalog GPU or CPU, or this machine's CPU.
+    ``batch_size``: None for the workload's own; else a positive integer (0 is not "the default")."""
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"{batch_size}: must be a positive integer (or leave it out for the workload's own batch)",
+                       param="batch_size")
     gpu, memory_bytes, device_basis = prediction_device(hardware, catalog)
     why = precision_reason(gpu, precision) if precision in PRECISIONS else None
     if why:
@@ -104,6 +108,15 @@ class DevicePrediction:
     largest_basis: str
     fp32_sps: float | None
     parameters: int
+    usable_bytes: int | None = None  # the memory the fit is judged against (a GPU's less the runtime's reserve)
+
+
+def usable_memory(device: GpuSpec, memory_bytes: int | None) -> int | None:
+    """What a step may use of a device's memory: a GPU's memory less the runtime's reserve
+    (``results.USABLE_MEMORY_FRACTION``, the share ``dlgpu bench`` plans with); a CPU's memory whole."""
+    if memory_bytes is None or device.kind == "cpu":
+        return memory_bytes
+    return usable_memory_bytes(memory_bytes)
 
 
 MIXED_FIRST = ("bf16", "fp16", "tf32", "fp32")
@@ -118,7 +131,8 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
     power-of-two batch that fits; a string says why none does.
 
     Memory at another batch is affine in the batch: the state (weights, gradients, optimizer state) plus
-    the rest of the traced need (activations, KV cache, the largest operator output) scaled by the batch.
+    the rest of the traced need (activations, KV cache, the largest operator output) scaled by the batch. A GPU's
+    memory counts less the runtime's reserve (``usable_memory``).
     One trace per precision and batch, shared by every device (the profile source caches them): TF32 reuses the
     fp32 trace (it changes the unit, not the operators)."""
     target = "cpu" if device.kind == "cpu" else "gpu"
@@ -126,6 +140,7 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
         return "the catalog has no FP32 peak or memory bandwidth for it: cannot predict it"
     best: DevicePrediction | None = None
     fp32 = None
+    usable = usable_memory(device, memory_bytes)
     why = "no precision this device supports was asked for"
     for prec in sorted(precisions, key=MIXED_FIRST.index):
         if precision_reason(device, prec):
@@ -134,13 +149,14 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
         b, largest, how = batch, None, "no memory size for this device"
         prof = profiles(spec.name, task, trace_prec, b, overrides, target=target)
         need = memory_need(prof)
-        if memory_bytes is not None:
+        if usable is not None:
             state = prof.state_bytes or 0
             per_sample = max(need - state, 1) / b
-            largest = int((memory_bytes - state) // per_sample)
-            how = (f"(memory - state {state / 2**30:.2f} GiB) / {per_sample / 2**20:.1f} MiB per sample, traced at "
-                   f"batch {b}: memory is affine in the batch")
-        if memory_bytes is not None and largest is not None and need > memory_bytes:
+            largest = int((usable - state) // per_sample)
+            what = "memory" if usable == memory_bytes else "usable memory"
+            how = (f"({what} {usable / 2**30:.2f} GiB - state {state / 2**30:.2f} GiB) / {per_sample / 2**20:.1f} "
+                   f"MiB per sample, traced at batch {b}: memory is affine in the batch")
+        if usable is not None and largest is not None and need > usable:
             how += "; the step is predicted at the largest power of two that fits"
             if largest < 1 or (best is not None and prec in ("tf32", "fp32")):
                 why = (f"does not fit: {need / 2**30:.1f} GiB at batch {b}" +
@@ -157,8 +173,8 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
             fp32 = sps
         cand = DevicePrediction(prec, b, sps, pred.step_time_s, iv.get("low"), iv.get("high"),
                                  iv.get("basis", "no interval"), pred.bound, need,
-                                 None if memory_bytes is None else need <= memory_bytes, largest, how, None,
-                                 prof.parameters)
+                                 None if usable is None else need <= usable, largest, how, None,
+                                 prof.parameters, usable)
         if best is None or cand.sps > best.sps:
             best = cand
     if best is None:

@@ -78,6 +78,11 @@ class Entry:
     rent_basis: str | None = None
     overrides: str = ""
     memory_source: str = "measured"
+    contended: bool = False  # measured while other processes took more than their share of the CPUs
+    runs: int = 1  # measured runs this figure reconciles (``reconcile``)
+    runs_low: float | None = None  # their samples/s, lowest and highest
+    runs_high: float | None = None
+    contended_left_out: int = 0  # contended runs of the same configuration not counted in the median
 
 
 def _over(d: Mapping[str, Any] | None) -> str:
@@ -125,7 +130,7 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             memory_bytes=dev.get("memory_bytes"), power_w=r.get("power_w"), power_source=_power(r),
             utilization_pct=r.get("utilization_pct"), j_per_sample=r.get("energy_j_per_sample"),
             sps_per_w=r.get("samples_per_s_per_w"), mfu=r.get("mfu"), flops=r.get("flops_per_step"),
-            bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")),
+            bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")), contended=bool(r.get("contended")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
             overrides=_over(r.get("overrides")), **_rent(catalog, row)))
     return out
@@ -175,8 +180,47 @@ def _t(text: str | None) -> Cell:
     return Cell(text, "text")
 
 
+RECONCILE_RULE = ("several measurements of one configuration on one machine are shown as one figure: the median "
+                  "samples/s of the runs measured without contention (of all of them, marked contended, where every "
+                  "run was), with the lowest and highest beside it")
+
+
+def reconcile(entries: Sequence[Entry]) -> list[Entry]:
+    """Measured entries of the same configuration (workload and parameters, task, precision, batch, device key)
+    from several runs become one: ``RECONCILE_RULE``. The entry nearest the median lends its other figures."""
+    groups: dict[tuple[str, str, str, int, str], list[Entry]] = {}
+    out: list[Entry] = []
+    for e in entries:
+        if e.source != "measured":
+            out.append(e)
+            continue
+        groups.setdefault((_what(e), e.task, e.precision, e.batch, e.key), []).append(e)
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        calm = [e for e in group if not e.contended] or group
+        med = statistics.median(e.sps for e in calm)
+        near = min(calm, key=lambda e: abs(e.sps - med))
+        out.append(replace(near, sps=med, step_s=near.batch / med, runs=len(calm),
+                           runs_low=min(e.sps for e in calm), runs_high=max(e.sps for e in calm),
+                           task_time_s=None if not near.task_time_s else near.task_time_s * near.sps / med,
+                           noisy=any(e.noisy for e in calm), contended=all(e.contended for e in calm),
+                           contended_left_out=len(group) - len(calm)))
+    return out
+
+
+def _flag(e: Entry) -> str | None:
+    flags = [f for f, on in (("contended", e.contended), ("noisy", e.noisy)) if on]
+    if e.runs > 1:
+        flags.append(f"median of {e.runs} runs, {e.runs_low:.3g}-{e.runs_high:.3g}")
+    if e.contended_left_out:
+        flags.append(f"{e.contended_left_out} contended run{'s' if e.contended_left_out > 1 else ''} left out")
+    return ", ".join(flags) or None
+
+
 def _sps(e: Entry) -> Cell:
-    return Cell(e.sps, "samples/s", e.source, low=e.low, high=e.high, flag="noisy" if e.noisy else None)
+    return Cell(e.sps, "samples/s", e.source, low=e.low, high=e.high, flag=_flag(e))
 
 
 def _step(e: Entry) -> Cell:
@@ -188,20 +232,21 @@ def _what(e: Entry) -> str:
 
 
 def _best(entries: Iterable[Entry]) -> dict[tuple[str, str, str, str, str], Entry]:
-    """The fastest entry per (workload+overrides, task, device, source, batch-agnostic)."""
+    """The fastest entry per (workload+overrides, task, device, source, batch-agnostic); a contended measurement
+    only where no uncontended one exists."""
     best: dict[tuple[str, str, str, str, str], Entry] = {}
     for e in entries:
         k = (_what(e), e.task, e.key, e.source, "")
-        if k not in best or e.sps > best[k].sps:
+        if k not in best or (best[k].contended, -best[k].sps) > (e.contended, -e.sps):
             best[k] = e
     return best
 
 
 def _cpu_baseline(entries: Sequence[Entry], what: str, task: str) -> Entry | None:
-    """Measured CPU fp32 (the fastest such), else predicted CPU fp32."""
-    for source in ("measured", "predicted"):
+    """Measured CPU fp32 (the fastest such measured without contention, else the fastest), else predicted."""
+    for source, calm in (("measured", True), ("measured", False), ("predicted", False)):
         cands = [e for e in entries if _what(e) == what and e.task == task and e.kind == "cpu"
-                 and e.precision == "fp32" and e.source == source]
+                 and e.precision == "fp32" and e.source == source and not (calm and e.contended)]
         if cands:
             return max(cands, key=lambda e: e.sps)
     return None
@@ -473,7 +518,7 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     names: dict[str, str] = {}
     for e in sorted(entries, key=lambda e: e.source != "measured"):
         names.setdefault(e.key, e.label)
-    entries = [replace(e, label=names[e.key]) for e in entries]
+    entries = reconcile([replace(e, label=names[e.key]) for e in entries])
     train, speed_bars, time_bars = time_table(entries, "train")
     infer_time, _, _ = time_table(entries, "infer")
     value, buy_points, rent_points = value_table(entries)
@@ -495,6 +540,11 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     notes = [f"{len(entries)} figures from {len(refs)} runs: "
              f"{sum(e.source == 'measured' for e in entries)} measured, "
              f"{sum(e.source == 'predicted' for e in entries)} predicted."]
+    if any(e.runs > 1 for e in entries):
+        notes.append(f"Repeated runs: {RECONCILE_RULE}.")
+    if any(e.contended or e.contended_left_out for e in entries):
+        notes.append("Contended: measured while other processes took more than their share of the CPUs (each "
+                     "result's contention in --json); such a figure is used only where no other exists.")
     if not any(math.isfinite(x) for x in errors):
         notes.append("No measurement and prediction share a workload, task, precision, batch and device, so there "
                      "is no prediction error to show (predict with the same -b as the bench run).")

@@ -42,6 +42,23 @@ def _step(r: BenchResult) -> str:
     return s + " (noisy)" if r.step_time.noisy else s
 
 
+def _known_to(r: BenchResult) -> str:
+    """The median's 95% interval as +-% of it; '(ceiling)' where the time ceiling stopped timing first."""
+    rel = None if r.step_time is None else r.step_time.ci_rel
+    if rel is None:
+        return "-"
+    text = f"±{100 * rel:.2g}%"
+    return text + " (ceiling)" if r.stop_reason in ("budget", "max_steps") else text
+
+
+def _rate(r: BenchResult) -> str:
+    text = format_rate(r.samples_per_s)
+    if r.contended:
+        share = (r.contention or {}).get("others_share")
+        text += " [red]contended[/]" + ("" if share is None else f" [red]{share:.0%}[/]")
+    return text
+
+
 ESTIMATED_MARK = "*"
 """Suffix of a power, energy or efficiency figure that is estimated (TDP x utilization), not measured."""
 
@@ -76,6 +93,7 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
     t = Table(title="dlgpu bench: measured on this machine", title_justify="left", show_lines=False)
     for col, justify in (("workload", "left"), ("task", "left"), ("device", "left"), ("precision", "left"),
                          ("batch", "right"), ("samples/s", "right"), ("step (median ± IQR)", "right"),
+                         ("median ±95%", "right"),
                          ("peak mem", "right"), ("vs CPU fp32", "right"), ("real task", "right"),
                          ("power", "right"), ("J/sample", "right"), ("samples/s/W", "right"), ("util", "right"),
                          ("MFU", "right")):
@@ -84,14 +102,14 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
         if r.status != "ok":
             mark = footnotes.setdefault(r.reason or r.status, len(footnotes) + 1)
             t.add_row(escape(r.workload), r.task, escape(r.device), r.precision, str(r.batch_size or "-"),
-                      f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", *([""] * 9))
+                      f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", *([""] * 10))
             continue
         batch = str(r.batch_size)
         if r.requested_batch_size and r.batch_size != r.requested_batch_size:
             batch += f" (asked {r.requested_batch_size})"
         t.add_row(
             escape(r.workload), r.task, escape(r.device), r.precision, batch,
-            format_rate(r.samples_per_s), _step(r), format_bytes(r.peak_mem_bytes),
+            _rate(r), _step(r), _known_to(r), format_bytes(r.peak_mem_bytes),
             "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x",
             "-" if r.projection is None else format_duration(r.projection.time_s),
             *_energy_cells(r),
@@ -118,17 +136,13 @@ def energy_notes(report: BenchReport) -> list[str]:
         if "unavailable" in sources:
             why = next((r.energy_basis for r in rows if r.energy_source == "unavailable"), None)
             lines.append(f"{dev}: no power or energy figures ({escape(why or '?')}).")
-        nets = [bool(r.telemetry.get("net_of_idle")) for r in rows if r.telemetry and r.power_w is not None]
-        if idle is not None and nets and all(nets):
-            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({sig(idle, 'W')}, measured "
-                         "before the runs); power is what the device drew.")
-        elif idle is not None and any(nets):
-            lines.append(f"{dev}: J/sample and samples/s/W are net of the idle baseline ({sig(idle, 'W')}) where a "
-                         "run drew clearly more than idle, else gross (each row's energy_basis in --json says).")
-        elif idle is not None and nets:
-            lines.append(f"{dev}: J/sample and samples/s/W include idle draw: the runs drew barely more than the "
-                         f"idle baseline ({sig(idle, 'W')}), so the machine was busy with other work when it was "
-                         "measured.")
+        if any(r.power_w is not None for r in rows):
+            line = (f"{dev}: J/sample and samples/s/W are from the power drawn (gross: power / samples/s, as MLPerf "
+                    "Power counts it)")
+            if idle is not None:
+                line += (f"; net of the idle baseline ({sig(idle, 'W')}, measured before the runs) in --json "
+                         "(net_energy_j_per_sample) where a run drew clearly more than idle")
+            lines.append(line + ".")
         if any(r.throttled for r in rows):
             lines.append(f"{dev}: throttled = clocks held down by a power cap or heat during the run.")
     if any(r.mfu is not None for r in ok):
@@ -173,7 +187,15 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
                      f"{', native bf16' if cpu.details.get('native_bf16') else ''}.")
     notes.append("samples/s and step times are measured (median of per-step times after warm-up); "
                  "'real task' is projected: task samples / measured samples/s.")
+    notes.append("median ±95%: the median step time's 95% bootstrap confidence interval, as ± its share; "
+                 "(ceiling) = the time budget ran out before the interval reached its target.")
     notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
+    contended = [r for r in report.results if r.contended]
+    if contended:
+        notes.append(f"contended ({len(contended)} results): other processes used more than their share of the CPUs "
+                     "while these were timed (the share shown; measured again up to twice, the least contended kept). "
+                     "Their figures are low and are not used as the measured basis of advise or compare while an "
+                     "uncontended measurement exists.")
     notes += energy_notes(report)
     for line in headlines(report, specs):
         console.print(f"• {line}")

@@ -20,6 +20,19 @@ COLUMNS = (("#", "right"), ("candidate", "left"), ("how", "left"), ("precision",
            ("energy", "right"), ("power", "right"), ("samples/$", "right"), ("samples/s/W", "right"))
 COST_FIGURE = {"buy": "upfront_usd", "rent": "rent_usd"}
 """What a candidate's 'costs' column shows: the purchase, the rent, or (own) the job's electricity."""
+RESTS_ON_THROUGHPUT = frozenset({"time_s", "job_cost_usd", "rent_usd", "amortized_usd", "electricity_usd",
+                                 "energy_kwh", "carbon_kg", "samples_per_usd", "samples_per_s_per_w"})
+"""The figures computed from a candidate's throughput (the job's time and all that follows from it): where the
+throughput is predicted, they are computed from a prediction and carry its mark."""
+
+
+def _mark(c: Candidate, name: str, source: str) -> str:
+    """The mark of a figure's source; a figure computed from a predicted throughput carries the prediction's."""
+    if source == "computed" and name in RESTS_ON_THROUGHPUT:
+        sps = c.figures.get("samples_per_s")
+        if sps is not None and sps.source == "predicted":
+            return ADVICE_MARKS["predicted"]
+    return ADVICE_MARKS.get(source, "")
 
 
 def _fig(c: Candidate, name: str, unit: str = "") -> str:
@@ -34,7 +47,7 @@ def _fig(c: Candidate, name: str, unit: str = "") -> str:
         text = format_value(v, unit)
     else:
         text = sig(v, unit)
-    return escape(text) + ADVICE_MARKS.get(f.source, "")
+    return escape(text) + _mark(c, name, f.source)
 
 
 def _batch(c: Candidate) -> str:
@@ -94,9 +107,9 @@ def _footer(console: Console, advice: Advice) -> None:
         f"electricity ${e.value:g}/kWh ({escape(e.basis)}); carbon {c.value:g} g/kWh ({escape(c.basis)}); "
         f"purchases amortized over {k.lifetime_years:g} years at {k.hours_per_day:g} h/day; PUE {k.pue:g}.[/]")
     console.print("[dim]ᵐ measured here  ᵖ predicted  ᶜ catalog  ᵉ estimated  ˢ assumed default  ᵍ given; unmarked: "
-                  "computed from those. costs = the purchase (buy), the rent (rent) or the electricity (own); per job "
-                  "= amortized purchase + electricity, the rent, or the electricity. `--json` has every figure with "
-                  "its basis.[/]")
+                  "computed from those (a time, cost or energy computed from a predicted throughput carries ᵖ). "
+                  "costs = the purchase (buy), the rent (rent) or the electricity (own); per job = amortized "
+                  "purchase + electricity, the rent, or the electricity. `--json` has every figure with its basis.[/]")
 
 
 def print_advice(console: Console, advice: Advice, top: int = 15) -> None:

@@ -69,21 +69,33 @@ def print_analysis(console: Console, analysis: Analysis) -> None:
 
 
 def print_validation(console: Console, doc: dict[str, Any]) -> None:
-    """``dlgpu.validate/1``: each row measured and predicted, with the error."""
+    """``dlgpu.validate/1``: each row measured and predicted, with the error, or its status where it was not
+    predicted; the rows left out, with why; the summary over the rows predicted."""
     t = Table(title=f"dlgpu validate {escape(str(doc['file']))}", title_justify="left")
-    for col in ("workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error"):
+    for col in ("row", "workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error",
+                "status"):
         t.add_column(col)
     for r in doc["rows"]:
-        first = (r["workload"], r["task"], r["hardware"], r["precision"], r["batch_size"], r["samples_per_s"])
+        first = [escape(str(r.get(k) if r.get(k) is not None else "")) for k in
+                 ("row", "workload", "task", "hardware", "precision", "batch_size", "samples_per_s")]
         if r["status"] != "ok":
-            t.add_row(*first, "-", f"[yellow]{escape((r['reason'] or '')[:60])}[/]")
+            style = "red" if r["status"] == "error" else "yellow"
+            t.add_row(*first, "-", "-", f"[{style}]{escape(str(r['status']))}[/]")
             continue
-        t.add_row(*first, format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%")
+        t.add_row(*first, format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%", "ok")
     console.print(t)
+    left = doc.get("left_out_by_reason") or []
+    if left:
+        console.print(f"left out of the errors: {doc['left_out']} row(s)")
+        for g in left:
+            rows = ("row " if len(g["rows"]) == 1 else "rows ") + ", ".join(str(n) for n in g["rows"])
+            console.print(f"  {rows} ({escape(g['status'])}): {escape(g['reason'] or '')}")
     if doc["median_abs_error_pct"] is not None:
         console.print(f"median |error| {doc['median_abs_error_pct']:.1f}%, mean |error| "
                       f"{doc['mean_abs_error_pct']:.1f}% over {doc['predicted']} rows; "
-                      f"{doc['unsupported']} not predicted")
+                      f"{doc['left_out']} left out")
+    else:
+        console.print(f"no row predicted; {doc['left_out']} left out")
 
 
 def print_calibration(console: Console, doc: dict[str, Any]) -> None:

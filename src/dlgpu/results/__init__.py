@@ -17,12 +17,23 @@ from .bench import (
     StepStats,
     TaskProjection,
     machine_from_dict,
+    median_ci,
     quartiles,
     report_from_dict,
     result_from_dict,
 )
 from .prediction import Prediction, prediction_from_dict
-from .profile import Analysis, OpProfile, OpRecord, ProfileSource, memory_need, profile_from_dict
+from .profile import (
+    RESERVE_BASIS,
+    USABLE_MEMORY_FRACTION,
+    Analysis,
+    OpProfile,
+    OpRecord,
+    ProfileSource,
+    memory_need,
+    profile_from_dict,
+    usable_memory_bytes,
+)
 from .vocab import (
     ADVISE_SCHEMA,
     ANALYZE_SCHEMA,
@@ -64,10 +75,12 @@ __all__ = [
     "PRECISIONS",
     "PREDICT_SCHEMA",
     "REPORT_SCHEMA",
+    "RESERVE_BASIS",
     "RUNS_SCHEMA",
     "RUN_KINDS",
     "SOURCES",
     "TASKS",
+    "USABLE_MEMORY_FRACTION",
     "VALIDATE_SCHEMA",
     "WORKLOADS_SCHEMA",
     "WORKLOAD_SCHEMA",
@@ -94,10 +107,12 @@ __all__ = [
     "advice_from_dict",
     "candidate_from_dict",
     "machine_from_dict",
+    "median_ci",
     "memory_need",
     "prediction_from_dict",
     "profile_from_dict",
     "quartiles",
     "report_from_dict",
     "result_from_dict",
+    "usable_memory_bytes",
 ]

@@ -6,6 +6,7 @@ instead of them (the habit of ``torch.utils.benchmark.Measurement``)."""
 
 from __future__ import annotations
 
+import random
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -15,7 +16,28 @@ from .vocab import BENCH_SCHEMA
 NOISY_IQR_OVER_MEDIAN = 0.10
 """A run is flagged noisy when IQR/median exceeds this (the threshold torch.utils.benchmark warns at)."""
 
+CI_CONFIDENCE = 0.95
+CI_RESAMPLES = 1000
+"""The median's confidence interval: a percentile bootstrap over the kept per-step samples, this many resamples,
+seeded (the same samples always give the same interval)."""
+
 Status = Literal["ok", "skipped", "failed"]
+
+
+def median_ci(samples: list[float] | tuple[float, ...], confidence: float = CI_CONFIDENCE,
+              resamples: int = CI_RESAMPLES, seed: int = 0) -> tuple[float, float] | None:
+    """(low, high) of a percentile-bootstrap ``confidence`` interval of the median of ``samples``; None for fewer
+    than 3 samples (no interval worth the name)."""
+    n = len(samples)
+    if n < 3:
+        return None
+    rng = random.Random(seed)
+    xs = list(samples)
+    meds = sorted(statistics.median(rng.choices(xs, k=n)) for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    lo = meds[int(tail * (resamples - 1))]
+    hi = meds[round((1 - tail) * (resamples - 1))]
+    return lo, hi
 
 
 def quartiles(samples: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
@@ -52,8 +74,21 @@ class StepStats:
     def noisy(self) -> bool:
         return self.iqr / self.median > NOISY_IQR_OVER_MEDIAN if self.median > 0 else True
 
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The median's 95% bootstrap confidence interval (``median_ci``); None under 3 samples."""
+        return median_ci(self.samples_s)
+
+    @property
+    def ci_rel(self) -> float | None:
+        """Half the interval's width over the median: the median is known to +-this share."""
+        ci = self.ci95
+        return None if ci is None or self.median <= 0 else (ci[1] - ci[0]) / 2 / self.median
+
     def to_dict(self) -> dict[str, Any]:
-        return {"median": self.median, "iqr": self.iqr, "n": self.n, "samples": list(self.samples_s)}
+        ci = self.ci95
+        return {"median": self.median, "iqr": self.iqr, "n": self.n,
+                "ci95": None if ci is None else list(ci), "ci_rel": self.ci_rel, "samples": list(self.samples_s)}
 
 
 @dataclass(frozen=True)
@@ -110,9 +145,13 @@ class BenchResult:
     power_w: float | None = None  # average over the window, idle draw included
     peak_power_w: float | None = None
     idle_power_w: float | None = None  # the idle baseline measured before the run
-    energy_j_per_step: float | None = None  # net of the idle baseline where one was measured (see energy_basis)
+    # Gross, from the power the device drew: energy_j_per_sample x samples_per_s = power_w, as MLPerf Power and
+    # Lambda's tables count it. The net_ figures subtract the idle baseline, where the run drew clearly more.
+    energy_j_per_step: float | None = None
     energy_j_per_sample: float | None = None
     samples_per_s_per_w: float | None = None
+    net_energy_j_per_step: float | None = None
+    net_energy_j_per_sample: float | None = None
     utilization_pct: float | None = None
     energy_source: str | None = None  # measured-nvml | measured-rapl | measured-amdsmi | estimated | unavailable
     energy_basis: str | None = None
@@ -123,6 +162,11 @@ class BenchResult:
     bytes_per_step: float | None = None  # memory traffic of one step, from the same operator profile
     mfu: float | None = None
     mfu_basis: str | None = None
+    # Why timing stopped: "ci" (the median's interval reached the budget's target width), "budget" (the time
+    # ceiling came first), "max_steps"; and what other processes took meanwhile (``measure.contention``).
+    stop_reason: str | None = None
+    contended: bool | None = None
+    contention: dict[str, Any] | None = None
 
     @property
     def samples_per_s(self) -> float | None:
@@ -171,6 +215,8 @@ class BenchResult:
             "energy_j_per_step": self.energy_j_per_step,
             "energy_j_per_sample": self.energy_j_per_sample,
             "samples_per_s_per_w": self.samples_per_s_per_w,
+            "net_energy_j_per_step": self.net_energy_j_per_step,
+            "net_energy_j_per_sample": self.net_energy_j_per_sample,
             "utilization_pct": self.utilization_pct,
             "energy_source": self.energy_source,
             "energy_basis": self.energy_basis,
@@ -180,6 +226,9 @@ class BenchResult:
             "achieved_flops_per_s": self.achieved_flops_per_s,
             "mfu": self.mfu,
             "mfu_basis": self.mfu_basis,
+            "stop_reason": self.stop_reason,
+            "contended": self.contended,
+            "contention": self.contention,
             "telemetry": self.telemetry,
         }
 

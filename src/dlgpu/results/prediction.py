@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .profile import usable_memory_bytes as _usable
 from .vocab import PREDICT_SCHEMA
 
 
@@ -45,8 +46,17 @@ class Prediction:
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a stored document this version does not know
 
     @property
+    def usable_memory_bytes(self) -> int | None:
+        """What the step may use of the device's memory: on a GPU, its memory less the runtime's reserve
+        (``profile.USABLE_MEMORY_FRACTION``); on a CPU, all of it."""
+        if self.memory_bytes is None or self.hardware_kind == "cpu":
+            return self.memory_bytes
+        return _usable(self.memory_bytes)
+
+    @property
     def fits(self) -> bool | None:
-        return None if self.memory_bytes is None else self.peak_mem_bytes <= self.memory_bytes
+        usable = self.usable_memory_bytes
+        return None if usable is None else self.peak_mem_bytes <= usable
 
     @property
     def task_time_s(self) -> float | None:

@@ -93,6 +93,23 @@ def profile_from_dict(d: dict[str, Any]) -> OpProfile:
                      cache_bytes=d.get("cache_bytes"))
 
 
+USABLE_MEMORY_FRACTION = 0.9
+"""Share of a device's memory a job may count on; the rest is the runtime's reserve: on a GPU the CUDA context
+and the caching allocator's fragmentation (and spikes above the traced need), on the CPU everything else running.
+dlgpu's own planning rule, not a published figure: ``dlgpu bench`` plans its runs with it (``measure.plan``),
+and ``predict``'s fit, ``advise`` and the largest-batch search count a GPU's memory with it
+(``usable_memory_bytes``), so that what advise recommends is what bench would run."""
+
+RESERVE_BASIS = (f"{1 - USABLE_MEMORY_FRACTION:.0%} of the device's memory kept for the CUDA context and the "
+                 "allocator's fragmentation: the share `dlgpu bench` plans with")
+"""Where a GPU's reserve comes from, in words, for the figures and reasons that state it."""
+
+
+def usable_memory_bytes(memory_bytes: int) -> int:
+    """What a job may use of a GPU's ``memory_bytes``: its memory minus the runtime's reserve."""
+    return int(memory_bytes * USABLE_MEMORY_FRACTION)
+
+
 def memory_need(prof: OpProfile) -> int:
     """Bytes a step needs at its peak: weights, gradients and optimizer state, activations kept for backward,
     the KV cache (decode), and the largest single operator output alive on top of them (workspace)."""

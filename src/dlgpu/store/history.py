@@ -1,5 +1,5 @@
 """Run history: what the results store holds, listed, shown, saved, exported and imported; and this machine's
-newest measurements of a workload (what ``advise`` ranks this machine by).
+stored measurements of a workload, the median over its runs (what ``advise`` ranks this machine by).
 
 Imports are validated whole first (``schema``) and written in one transaction, or not at all."""
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,33 +125,71 @@ def import_files(paths: Sequence[Path], db: Path | None = None) -> dict[str, Any
             "added": added, "already_present": [s[0] for s in staged if s[0] not in added]}
 
 
+@dataclass(frozen=True)
+class StoredMeasurements:
+    """What ``local_measurements`` found: a record per device measured at the asked settings, the newest run they
+    rest on, and per device stored only at other settings, those settings (e.g. ``("bf16 at batch 8",)``)."""
+
+    by_device: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_id: str | None = None
+    elsewhere: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 def local_measurements(workload: str, task: str, overrides: Mapping[str, str], db: Path | None,
-                       machine: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """This machine's newest measured result per device (the fastest precision of the newest run that has
-    one), from the results store; and the run id they come from."""
+                       machine: Mapping[str, Any], precisions: Sequence[str] | None = None,
+                       batch_size: int | None = None) -> StoredMeasurements:
+    """This machine's stored measurements of a workload, per device: the bench results of every stored run on
+    this machine (same fingerprint) at the asked ``precisions`` and ``batch_size`` (None: any), grouped by
+    (device, precision, batch); each group's figure is the MEDIAN samples/s over its runs, of the results not
+    measured under contention (``contended``; absent in older documents: not contended), or of the contended
+    ones where nothing else is stored. Per device the fastest group counts, preferring uncontended groups.
+
+    Each device's record is the newest of its group's bench results (a bench result's dict) with
+    ``samples_per_s`` replaced by the median and ``_runs`` (how many results it rests on), ``_min_sps``,
+    ``_max_sps``, ``_run_ids`` (newest first), ``_contended`` (the figure rests on contended results),
+    ``_contended_left_out``, ``_run_id``/``_created_at`` (the newest run) and ``_fp32_sps`` (the median at fp32 at
+    the same batch, by the same rule) added."""
     want = fingerprint(machine)
     ignore = ("gpu_driver",)  # older documents did not record it
     key = {k: v for k, v in want.items() if k not in ignore}
+    every: dict[tuple[str, str, int], list[tuple[RunRow, dict[str, Any]]]] = {}
     with Store(db) as store:
-        for row in store.runs(kind="bench", workload=workload):
+        for row in store.runs(kind="bench", workload=workload):  # newest first
             doc = store.get(row.id).document
             fp = {k: v for k, v in fingerprint(doc.get("machine") or {}).items() if k not in ignore}
             if {**fp, "hostname": None} != {**key, "hostname": None}:
                 continue
-            best: dict[str, dict[str, Any]] = {}
             for r in doc.get("results") or []:
-                if (r["workload"], r["task"], r["status"]) != (workload, task, "ok"):
+                if (r.get("workload"), r.get("task"), r.get("status")) != (workload, task, "ok"):
                     continue
                 if {k: str(v) for k, v in (r.get("overrides") or {}).items()} != dict(overrides):
                     continue
-                if r["device"] not in best or r["samples_per_s"] > best[r["device"]]["samples_per_s"]:
-                    best[r["device"]] = r
-            if best:
-                for dev, r in best.items():
-                    fp32 = [x for x in doc["results"] if (x["workload"], x["task"], x["device"], x["precision"],
-                                                         x["status"]) == (workload, task, dev, "fp32", "ok")]
-                    r["_fp32_sps"] = fp32[0]["samples_per_s"] if fp32 else None
-                    r["_run_id"] = row.id
-                    r["_created_at"] = row.created_at
-                return best, row.id
-    return {}, None
+                if not r.get("samples_per_s") or not r.get("batch_size"):
+                    continue
+                every.setdefault((r["device"], r["precision"], int(r["batch_size"])), []).append((row, r))
+    asked = {k: v for k, v in every.items()
+             if (precisions is None or k[1] in precisions) and (batch_size is None or k[2] == batch_size)}
+    by_device: dict[str, dict[str, Any]] = {}
+    for dev in dict.fromkeys(k[0] for k in asked):
+        groups = [_median_record(v) for k, v in asked.items() if k[0] == dev]
+        clean = [g for g in groups if not g["_contended"]]
+        best = max(clean or groups, key=lambda g: g["samples_per_s"])
+        fp32 = every.get((dev, "fp32", best["batch_size"]))
+        best["_fp32_sps"] = None if not fp32 else _median_record(fp32)["samples_per_s"]
+        by_device[dev] = best
+    elsewhere = {dev: tuple(sorted(f"{p} at batch {b}" for d, p, b in every if d == dev))
+                 for dev in dict.fromkeys(k[0] for k in every) if dev not in by_device}
+    newest = max(by_device.values(), key=lambda r: r["_created_at"], default=None)
+    return StoredMeasurements(by_device, None if newest is None else newest["_run_id"], elsewhere)
+
+
+def _median_record(entries: Sequence[tuple[RunRow, dict[str, Any]]]) -> dict[str, Any]:
+    """One (device, precision, batch) over stored runs (newest first): the median samples/s of the uncontended
+    results (of the contended ones where there are no others), on the newest result's dict."""
+    clean = [e for e in entries if e[1].get("contended") is not True]
+    used = clean or list(entries)
+    values = [float(r["samples_per_s"]) for _, r in used]
+    row, newest = used[0]
+    return {**newest, "samples_per_s": statistics.median(values), "_runs": len(used), "_min_sps": min(values),
+            "_max_sps": max(values), "_run_ids": [row.id for row, _ in used], "_contended": not clean,
+            "_contended_left_out": len(entries) - len(used), "_run_id": row.id, "_created_at": row.created_at}

@@ -56,6 +56,8 @@ class StepTime(_Strict):
     median: Pos
     iqr: NonNeg
     n: Count
+    ci95: list[Pos] | None = Field(default=None, min_length=2, max_length=2)
+    ci_rel: NonNeg | None = None
     samples: list[Pos] = Field(min_length=1, max_length=MAX_SAMPLES)
 
     @model_validator(mode="after")
@@ -69,6 +71,8 @@ class StepTime(_Strict):
         if not _close(med, self.median) or (not _close(q3 - q1, self.iqr, 1e-6) and abs(q3 - q1 - self.iqr) > 1e-12):
             raise ValueError(f"median {self.median:g} / IQR {self.iqr:g} are not those of the samples "
                              f"({med:g} / {q3 - q1:g})")
+        if self.ci95 is not None and not min(self.samples) <= self.ci95[0] <= self.ci95[1] <= max(self.samples):
+            raise ValueError(f"ci95 {self.ci95} is not an interval within the samples")
         return self
 
 
@@ -149,6 +153,8 @@ class Result(_Strict):
     energy_j_per_step: NonNeg | None = None
     energy_j_per_sample: NonNeg | None = None
     samples_per_s_per_w: NonNeg | None = None
+    net_energy_j_per_step: NonNeg | None = None
+    net_energy_j_per_sample: NonNeg | None = None
     utilization_pct: Annotated[float, Field(ge=0, le=100.0001, allow_inf_nan=False)] | None = None
     energy_source: Literal["measured-nvml", "measured-rapl", "measured-amdsmi", "estimated",
                            "unavailable"] | None = None
@@ -160,6 +166,9 @@ class Result(_Strict):
     achieved_flops_per_s: NonNeg | None = None
     mfu: NonNeg | None = None
     mfu_basis: Str | None = None
+    stop_reason: Literal["ci", "budget", "max_steps", "stable"] | None = None
+    contended: bool | None = None
+    contention: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Result:

@@ -3,7 +3,11 @@
 - Where: ``--db PATH``, else ``$DLGPU_DB``, else ``$DLGPU_HOME/results.sqlite``, else the user data dir
   (``platformdirs``: ``~/.local/share/dlgpu/results.sqlite`` on Linux).
 - WAL journal, a 30 s busy timeout and one short ``BEGIN IMMEDIATE`` transaction per write: two ``dlgpu
-  bench`` processes writing at once both keep everything.
+  bench`` processes writing at once both keep everything. Opening (the switch to WAL, creating or migrating
+  the schema) is safe when several processes open a new file at once: the schema is created in one
+  ``BEGIN IMMEDIATE`` transaction that checks the version again inside it, and a step that SQLite refuses at
+  once with "database is locked" (it does so for the WAL switch, without waiting) is retried until the busy
+  timeout has passed. A database still locked then raises ``DatabaseLocked``, saying how long it waited.
 - A bench run is written as it goes: its row at the start (status ``running``, with this process's pid and
   boot id), then its results after each one finishes, then ``complete`` or ``interrupted``. A process killed
   midway leaves a consistent database with every finished result; its run then reads ``incomplete``.
@@ -19,17 +23,23 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dlgpu.errors import BadInput
 from dlgpu.home import default_db_path, utc_now
 
 BUSY_TIMEOUT_S = 30.0
+"""How long opening or writing waits for another connection's lock before ``DatabaseLocked`` (``Store``'s
+``busy_timeout_s`` sets it per store)."""
+
+T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: runs, their results and the machines they ran on
@@ -76,6 +86,16 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class DatabaseLocked(BadInput):
+    """Another connection held the database locked for longer than the store's busy timeout."""
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code), by code where Python gives it, else by message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def new_run_id() -> str:
@@ -165,29 +185,72 @@ class StoredRun:
 class Store:
     """One connection to the results database. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, busy_timeout_s: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
+        self.busy_timeout_s = BUSY_TIMEOUT_S if busy_timeout_s is None else max(0.0, float(busy_timeout_s))
+        self._waiting_since: float | None = None  # set while a step is retried (see ``_retrying``)
         if self.path.exists() and self.path.is_dir():
             raise BadInput(f"{self.path}: is a directory; give a database file path", param="db")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise BadInput(f"{self.path}: cannot open ({exc})", param="db") from None
         try:
-            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise BadInput(f"{self.path}: SQLite could not switch it to WAL mode (got {mode})", param="db")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._retrying(self._open)
+        except DatabaseLocked:
+            self.db.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise BadInput(f"{self.path}: not a dlgpu results database ({exc})", param="db") from None
         except BaseException:
             self.db.close()
             raise
+
+    def _open(self) -> None:
+        """WAL mode, the connection's settings, the schema at this version. Safe to run again after a busy
+        error: every step is idempotent, and the schema is written in one transaction."""
+        mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise BadInput(f"{self.path}: SQLite could not switch it to WAL mode (got {mode})", param="db")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def _set_busy_timeout(self, seconds: float) -> None:
+        self.db.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+
+    def _retrying(self, step: Callable[[], T]) -> T:
+        """``step()``, again after a short random pause each time SQLite says the database is busy or locked,
+        until ``busy_timeout_s`` has passed in all (SQLite's own busy handler waits inside a step, but some
+        steps, such as switching to WAL while another connection creates the file, fail at once);
+        then ``DatabaseLocked``. A step retried inside another (opening writes the schema) shares its wait."""
+        outermost = self._waiting_since is None
+        start = time.monotonic() if self._waiting_since is None else self._waiting_since
+        self._waiting_since = start
+        pause = 0.002
+        try:
+            while True:
+                left = self.busy_timeout_s - (time.monotonic() - start)
+                self._set_busy_timeout(max(left, 0.0))
+                try:
+                    return step()
+                except sqlite3.OperationalError as exc:
+                    if not _is_locked(exc):
+                        raise
+                    waited = time.monotonic() - start
+                    if waited >= self.busy_timeout_s:
+                        raise DatabaseLocked(
+                            f"{self.path}: the database is locked by another connection (a dlgpu process or "
+                            f"another program writing to it); waited {waited:.1f} s for it (the busy timeout is "
+                            f"{self.busy_timeout_s:g} s)", param="db") from None
+                time.sleep(min(pause * (0.5 + random.random()), max(self.busy_timeout_s - waited, 0.0)))
+                pause = min(pause * 2, 0.1)
+        finally:
+            if outermost:
+                self._waiting_since = None
+                self._set_busy_timeout(self.busy_timeout_s)
 
     # --- plumbing -------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -202,28 +265,47 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction, taken up front (``IMMEDIATE``) so that concurrent writers queue
-        on the busy timeout instead of failing halfway with a lock upgrade error."""
-        self.db.execute("BEGIN IMMEDIATE")
+        on the busy timeout instead of failing halfway with a lock upgrade error; ``DatabaseLocked`` when
+        another connection holds the lock past it."""
+        self._retrying(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def version(self) -> int:
+        """The schema version; 0 for a database without dlgpu's tables (a new file)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                               ).fetchone():
+            return 0
         row = self.db.execute("SELECT version FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
+    def _newer(self, have: int) -> BadInput:
+        return BadInput(f"{self.path}: written by a newer dlgpu (schema version {have}; this one knows up to "
+                        f"{SCHEMA_VERSION}); upgrade dlgpu or use another --db", param="db")
+
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        if self.version() == SCHEMA_VERSION:
+        """Bring the schema to ``SCHEMA_VERSION``: read first (no lock; the usual case is nothing to do), then
+        in one ``BEGIN IMMEDIATE`` transaction that reads the version again: of several processes opening a
+        new file at once, one creates the schema and the others find it there."""
+        have = self.version()
+        if have == SCHEMA_VERSION:
             return
+        if have > SCHEMA_VERSION:
+            raise self._newer(have)
         with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             have = self.version()  # again, inside the lock: another process may have migrated meanwhile
             if have > SCHEMA_VERSION:
-                raise BadInput(f"{self.path}: written by a newer dlgpu (schema version {have}; this one "
-                               f"knows up to {SCHEMA_VERSION}); upgrade dlgpu or use another --db", param="db")
+                raise self._newer(have)
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1].split(";"):
                     if statement.strip():
