@@ -4,6 +4,7 @@ energy figures agree with each other, and MFU is never above 100%. Mechanisms, n
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -211,3 +212,21 @@ def test_mfu_is_never_above_one() -> None:
     assert (over.mfu_basis or "").startswith("no MFU: the step achieved more than the peak")
     ok = MfuCounter(profile, lambda _d, _p: (1e12, "a real peak (test)")).add(r, plan)
     assert ok.mfu == pytest.approx(0.1)
+
+
+def test_the_bench_table_and_json_say_contended_beside_a_busy_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    from dlgpu.cli.main import main
+
+    busy = _busy_loop()
+    try:
+        code = main(["bench", "-w", "test_resnet", "--set", "image_size=32", "-t", "infer", "-p", "fp32", "-d", "cpu",
+                     "--budget", "0.3", "--no-save", "--no-telemetry", "--json"])
+    finally:
+        busy.kill()
+        busy.wait()
+    assert code == 0
+    out = capsys.readouterr()
+    (r,) = json.loads(out.out)["results"]
+    assert r["contended"] is True and len(r["contention"]["attempts"]) == 3  # measured again twice
+    assert r["step_time_s"]["ci95"] is not None and r["stop_reason"] in ("ci", "budget", "max_steps")
+    assert "contended" in out.err and "median ±95%" in out.err

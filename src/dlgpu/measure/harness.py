@@ -248,10 +248,10 @@ class _Timed:
     contention: Contention | None = None
 
 
-def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
-          on_step: Callable[[int, float], None] | None,
-          backend: TelemetryBackend | None = None, setup: TelemetrySetup | None = None) -> _Timed:
-    """Warm up and time one configuration, with a telemetry window around the timed steps if ``backend``."""
+def make_step(built: Built, task: str, precision: str, batch_size: int) -> Callable[[], None]:
+    """The step ``measure`` times, ready to call: one training iteration, one inference batch, or one decoded
+    token (after the prefill that fills the KV cache, which runs here). Call it inside ``precision_settings``.
+    The benchmarks time this same callable with PyTorch's own timer."""
     dev = torch.device(built.device.id)
     inst = built.instance
     channels_last = built.spec.channels_last
@@ -280,7 +280,14 @@ def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budg
         def step() -> None:
             with torch.inference_mode():
                 inst.infer_step(batch, ctx)
+    return step
 
+
+def _time(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
+          on_step: Callable[[int, float], None] | None,
+          backend: TelemetryBackend | None = None, setup: TelemetrySetup | None = None) -> _Timed:
+    """Warm up and time one configuration, with a telemetry window around the timed steps if ``backend``."""
+    step = make_step(built, task, precision, batch_size)
     tel = None
     if backend is not None:
         assert setup is not None

@@ -140,7 +140,7 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
         workloads=tuple(s.name for s in specs), devices=tuple(d.id for d in chosen), precisions=precs,
         tasks=task_list, quick=quick, batch_size=batch_size, overrides=dict(overrides),
         budget_s=budget.budget_s, warmup_steps=budget.warmup_steps,
-        min_steps=budget.min_steps, max_steps=budget.max_steps,
+        min_steps=budget.min_steps, max_steps=budget.max_steps, ci_rel=budget.ci_rel,
         telemetry=telemetry, telemetry_period_s=telemetry_period_s if telemetry else None,
     )
     plans = make_plans(specs, task_list, named, chosen, precs, params, per_overrides, batch_size, quick)

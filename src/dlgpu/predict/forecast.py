@@ -119,6 +119,19 @@ def usable_memory(device: GpuSpec, memory_bytes: int | None) -> int | None:
     return usable_memory_bytes(memory_bytes)
 
 
+def _largest_below(prof: OpProfile, usable: int, batch: int) -> int:
+    """The largest batch under ``batch`` (the traced one, which does not fit) whose profile rescaled to it needs
+    at most ``usable`` bytes; 0 if not even batch 1 does. The need is monotone in the batch: bisection."""
+    lo, hi = 0, batch - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if memory_need(rescale(prof, mid)) <= usable:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 MIXED_FIRST = ("bf16", "fp16", "tf32", "fp32")
 """The order precisions are tried in: once a mixed precision fits at the requested batch, fp32 and TF32 are
 not retraced at a smaller batch (they would be slower still)."""
@@ -157,10 +170,14 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
             how = (f"({what} {usable / 2**30:.2f} GiB - state {state / 2**30:.2f} GiB) / {per_sample / 2**20:.1f} "
                    f"MiB per sample, traced at batch {b}: memory is affine in the batch")
         if usable is not None and largest is not None and need > usable:
-            how += "; the step is predicted at the largest power of two that fits"
+            largest = _largest_below(prof, usable, b)
+            how += ("; below the traced batch, the largest whose rescaled profile (predict.rescale) fits: "
+                    "batch-independent memory such as an optimizer's workspace is not per sample; the step is "
+                    "predicted at the largest power of two that fits")
             if largest < 1 or (best is not None and prec in ("tf32", "fp32")):
-                why = (f"does not fit: {need / 2**30:.1f} GiB at batch {b}" +
-                       (f", and the state alone is {state / 2**30:.1f} GiB" if largest < 1 else ""))
+                why = (f"does not fit: {need / 2**30:.1f} GiB at batch {b}, of {usable / 2**30:.1f} GiB usable" +
+                       (f", and not even batch 1 fits (the state alone is {state / 2**30:.1f} GiB)"
+                        if largest < 1 else ""))
                 continue
             b = 1 << (min(largest, batch).bit_length() - 1)
             prof = rescale(prof, b)

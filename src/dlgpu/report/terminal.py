@@ -98,6 +98,8 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
                          ("power", "right"), ("J/sample", "right"), ("samples/s/W", "right"), ("util", "right"),
                          ("MFU", "right")):
         t.add_column(col, justify=justify, no_wrap=col in ("workload", "precision", "device", "power"))  # type: ignore[arg-type]
+    loud_base = {(r.workload, r.task) for r in report.results
+                 if r.device == "cpu" and r.precision == "fp32" and r.status == "ok" and r.contended}
     for r in report.results:
         if r.status != "ok":
             mark = footnotes.setdefault(r.reason or r.status, len(footnotes) + 1)
@@ -110,7 +112,8 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
         t.add_row(
             escape(r.workload), r.task, escape(r.device), r.precision, batch,
             _rate(r), _step(r), _known_to(r), format_bytes(r.peak_mem_bytes),
-            "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x",
+            "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x" + (
+                " [red](contended)[/]" if r.contended or (r.workload, r.task) in loud_base else ""),
             "-" if r.projection is None else format_duration(r.projection.time_s),
             *_energy_cells(r),
         )

@@ -304,6 +304,7 @@ class BenchConfig:
     max_steps: int
     telemetry: bool = True  # power/energy/utilization sampled beside the timed steps
     telemetry_period_s: float | None = None
+    ci_rel: float | None = None  # timing stops once the median's 95% interval is within +-this share of it
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

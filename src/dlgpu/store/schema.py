@@ -124,6 +124,7 @@ class Config(_Strict):
     max_steps: Count
     telemetry: bool = True
     telemetry_period_s: Pos | None = None
+    ci_rel: Pos | None = None
 
 
 class Result(_Strict):
