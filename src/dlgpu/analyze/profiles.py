@@ -103,6 +103,9 @@ def profile(workload: str, task: str = "train", precision: str = "fp32", batch_s
     spec = _CUSTOM[workload] if workload in _CUSTOM else get_workload(workload)
     check_task(spec, task)
     params = spec.resolve(dict(overrides or {}))
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"{batch_size}: must be a positive integer (or leave it out for the workload's own batch)",
+                       param="batch_size")
     bs = batch_size or (DECODE_BATCH if task == "decode" else spec.batch_size)
     if bs <= 0:
         raise BadInput(f"{bs}: must be a positive integer", param="batch_size")

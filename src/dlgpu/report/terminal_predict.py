@@ -26,7 +26,11 @@ def print_prediction(console: Console, pred: Prediction) -> None:
     b = pred.bound
     console.print(f"  time shares: compute {b['compute']:.0%}, memory traffic {b['memory']:.0%}, "
                   f"per-kernel overhead {b['overhead']:.0%}; tensor-core FLOPs {pred.tensor_core_flops_share:.0%}")
-    console.print(f"  memory: about {format_bytes(pred.peak_mem_bytes)} of {format_bytes(pred.memory_bytes)}: "
+    usable, total = pred.usable_memory_bytes, pred.memory_bytes
+    of = format_bytes(total) if usable == total or usable is None or total is None else (
+        f"{format_bytes(usable)} usable ({format_bytes(total - usable)} of {format_bytes(total)} reserved for the "
+        "runtime)")
+    console.print(f"  memory: about {format_bytes(pred.peak_mem_bytes)} of {of}: "
                   f"{FITS[pred.fits]} [dim]({escape(pred.peak_mem_basis)})[/]")
     proj = pred.task_projection
     if proj:
@@ -64,7 +68,10 @@ def print_analysis(console: Console, analysis: Analysis) -> None:
                   "fp32 convolutions and, at tf32, matmuls use TF32 tensor cores on Ampere and newer)")
     fit = analysis.largest_batch
     if fit:
-        console.print(f"largest batch that fits {format_bytes(fit['memory_bytes'])} ({escape(str(fit['memory_of']))}):"
+        usable = fit.get("usable_memory_bytes") or fit["memory_bytes"]
+        reserve = "" if usable == fit["memory_bytes"] else (
+            f" of {format_bytes(fit['memory_bytes'])}, the rest reserved for the runtime")
+        console.print(f"largest batch that fits {format_bytes(usable)}{reserve} ({escape(str(fit['memory_of']))}):"
                       f" {fit['batch_size']:,}")
 
 
