@@ -25,3 +25,24 @@ def _threads() -> None:
     torch.set_num_threads(2)
 
 
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a real CUDA GPU (skipped, with the reason, where none is present)")
+
+
+def _no_cuda_reason() -> str | None:
+    """Why the ``gpu`` tests cannot run here, or None where a CUDA device is present."""
+    if torch.cuda.is_available():
+        return None
+    build = "a CPU-only build" if torch.version.cuda is None else f"built with CUDA {torch.version.cuda}"
+    return f"needs a CUDA GPU: torch.cuda.is_available() is False (torch {torch.__version__}, {build})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    why = _no_cuda_reason()
+    if why is None:
+        return
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(pytest.mark.skip(reason=why))

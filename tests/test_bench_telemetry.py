@@ -17,7 +17,7 @@ from dlgpu.catalog import device_facts, estimate_cpu_tdp, load_catalog, match_gp
 from dlgpu.cli.main import main
 from dlgpu.devices import detect
 from dlgpu.errors import BadInput
-from dlgpu.measure.harness import TelemetrySetup, build, idle_baseline, measure
+from dlgpu.measure.harness import NET_MIN_SHARE, TelemetrySetup, build, idle_baseline, measure
 from dlgpu.measure.telemetry import (
     CpuSensors,
     RaplBackend,
@@ -69,14 +69,20 @@ def test_a_real_tiny_bench_has_every_figure_labelled() -> None:
     tel = r.telemetry
     assert tel is not None and tel["source"] == r.energy_source and len(tel["samples"]) >= 2
     assert all("timestamp_s" in s and "utilization_pct" in s for s in tel["samples"])
-    # Energy per sample is the window's energy (net of idle where the run drew more) over the samples in it.
+    # Power is the window's gross energy over its length; energy per sample and per step and samples/s per watt
+    # follow from that power and the reported throughput (gross), so that they agree with each other; the net
+    # figures subtract the idle baseline, and exist exactly where the run drew enough more than idle.
     assert r.step_time is not None and tel["steps"] == r.step_time.n
     assert tel["samples_processed"] == r.step_time.n * 4
-    energy = tel["net_energy_j"] if tel["net_of_idle"] else tel["energy_j"]
-    assert tel["energy_j_used"] == pytest.approx(energy)
-    assert r.energy_j_per_sample == pytest.approx(energy / tel["samples_processed"], rel=1e-9)
-    assert r.energy_j_per_step == pytest.approx(energy / tel["steps"], rel=1e-9)
+    assert tel["energy_j_used"] == pytest.approx(tel["energy_j"])
     assert r.power_w == pytest.approx(tel["energy_j"] / tel["duration_s"])
+    assert r.samples_per_s is not None
+    assert r.energy_j_per_sample == pytest.approx(r.power_w / r.samples_per_s, rel=1e-9)
+    assert r.energy_j_per_step == pytest.approx(4 * r.energy_j_per_sample, rel=1e-9)
+    assert r.samples_per_s_per_w == pytest.approx(r.samples_per_s / r.power_w, rel=1e-9)
+    net_power = (tel["energy_j"] - tel["idle_power_w"] * tel["duration_s"]) / tel["duration_s"]
+    assert tel["net_of_idle"] is (net_power >= NET_MIN_SHARE * r.power_w)
+    assert r.net_energy_j_per_sample == (pytest.approx(net_power / r.samples_per_s) if tel["net_of_idle"] else None)
     assert r.utilization_pct is not None and 0 < r.utilization_pct <= 100
     # MFU: the operator profile's FLOPs over the median step, over the CPU's FP32 peak.
     assert r.mfu is not None and 0 < r.mfu <= 1
@@ -178,12 +184,14 @@ def test_harness_with_nvml_measures_flags_throttling_and_extends_the_window() ->
     assert tel["min_window_s"] == pytest.approx(1.0) and not tel["too_short"] and tel["duration_s"] >= 1.0
     assert r.step_time is not None and r.step_time.n > TINY_BUDGET.max_steps
     assert tel["extended_steps"] > 0 and r.step_time.n - tel["extended_steps"] in (2, 3)  # TINY_BUDGET's own stop
-    # Net of the idle baseline: the counter advanced 300 W x the timed steps, idle is ~60 W.
-    assert tel["net_of_idle"] and "net of the idle baseline" in (r.energy_basis or "")
+    # The counter advanced 300 W x the timed steps; idle is ~60 W, so the net figures exist.
+    assert tel["net_of_idle"] and "net_energy_* subtract the idle baseline" in (r.energy_basis or "")
     steps_energy = 300.0 * sum(r.step_time.samples_s)
     assert tel["energy_j"] == pytest.approx(steps_energy, rel=0.02)
-    assert r.energy_j_per_sample == pytest.approx(tel["net_energy_j"] / (2 * r.step_time.n))
     assert r.power_w is not None and 240 < r.power_w <= 300.5
+    assert r.power_w == pytest.approx(tel["energy_j"] / tel["duration_s"])
+    assert r.samples_per_s is not None and r.energy_j_per_sample == pytest.approx(r.power_w / r.samples_per_s)
+    assert r.net_energy_j_per_sample == pytest.approx(tel["net_energy_j"] / tel["duration_s"] / r.samples_per_s)
 
 
 def test_harness_with_amdsmi_is_measured_amdsmi() -> None:
@@ -203,7 +211,9 @@ def test_harness_with_amdsmi_is_measured_amdsmi() -> None:
     assert r.telemetry is not None and r.telemetry["energy_j"] > 0 and not r.telemetry["too_short"]
     assert r.utilization_pct == pytest.approx(88.0)  # gfx_activity
     assert not r.telemetry["net_of_idle"] and "no idle baseline" in (r.energy_basis or "")
-    assert r.energy_j_per_sample == pytest.approx(r.telemetry["energy_j"] / r.telemetry["samples_processed"])
+    assert r.power_w == pytest.approx(r.telemetry["energy_j"] / r.telemetry["duration_s"])
+    assert r.samples_per_s is not None and r.energy_j_per_sample == pytest.approx(r.power_w / r.samples_per_s)
+    assert r.net_energy_j_per_sample is None  # no baseline, no net figure
 
 
 def test_harness_with_rapl_is_measured_rapl(tmp_path: Path) -> None:
@@ -257,8 +267,8 @@ def test_the_isolated_child_samples_with_its_own_backend() -> None:
     assert r.status == "ok" and r.settings["isolated_process"]
     assert r.energy_source == ("measured-rapl" if _rapl_readable() else "estimated")
     assert r.telemetry is not None and r.telemetry["samples"] and r.telemetry["period_s"] == 0.05
-    if r.energy_source == "estimated":
-        assert "TDP = 10 W (a test TDP)" in (r.energy_basis or "")
+    # the estimate, where there is no sensor, is made from the TDP the parent sent
+    assert ("TDP = 10 W (a test TDP)" in (r.energy_basis or "")) == (r.energy_source == "estimated")
 
 
 def test_timer_extends_to_min_time_and_counts_the_extra_steps() -> None:
@@ -271,9 +281,11 @@ def test_timer_extends_to_min_time_and_counts_the_extra_steps() -> None:
     b = Budget(warmup_steps=2, min_steps=2, max_steps=3, budget_s=1e9)
     t = Timer(step, clock=lambda: now[0]).run(b, min_time_s=8 / 64, on_timed_start=lambda: started.append(now[0]))
     assert started == [2 / 64]  # after the warm-up
-    assert len(t.samples_s) == 8 and t.extended_steps == 5 and t.stop_reason == "max_steps"
+    # Identical steps: the median's interval has zero width at 3 samples (the first with one), so the budget's own
+    # stop is "ci" after 3; 5 more steps reach the 8/64 s window.
+    assert len(t.samples_s) == 8 and t.extended_steps == 5 and t.stop_reason == "ci"
     plain = Timer(step, clock=lambda: now[0]).run(b)
-    assert len(plain.samples_s) == 3 and plain.extended_steps == 0
+    assert len(plain.samples_s) == 3 and plain.extended_steps == 0 and plain.stop_reason == "ci"
 
 
 # --- catalog facts ----------------------------------------------------------------------------------------
@@ -351,8 +363,8 @@ def test_an_unknown_amx_cpu_gets_an_amx_bf16_peak_and_others_fall_back_to_fp32()
 # --- the CLI ----------------------------------------------------------------------------------------------
 
 def test_cli_bench_json_has_every_field_and_the_table_marks_estimates(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--workload", "test_resnet", "--quick", "--json", "--precision", "fp32", "--task",
-                 "train", "--budget", "0.05", "--telemetry-period", "0.05"])
+    code = main(["bench", "--workload", "test_resnet", "--device", "cpu", "--quick", "--json", "--precision", "fp32",
+                 "--task", "train", "--budget", "0.05", "--telemetry-period", "0.05"])
     assert code == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
@@ -363,8 +375,8 @@ def test_cli_bench_json_has_every_field_and_the_table_marks_estimates(capsys: py
     assert doc["config"]["telemetry_period_s"] == 0.05
     for col in ("power", "J/sample", "samples/s/W", "util", "MFU"):
         assert col in captured.err
-    if r["energy_source"] == "estimated":
-        assert "estimated from TDP x utilization" in captured.err
+    # the table's footnote marks an estimate, and only an estimate
+    assert ("estimated from TDP x utilization" in captured.err) == (r["energy_source"] == "estimated")
 
 
 def test_bench_result_defaults_keep_old_documents_readable() -> None:

@@ -15,14 +15,14 @@ REQUIRED = {"workload", "task", "device", "precision", "batch_size", "overrides"
 
 
 def test_bench_json_document(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "-w", "test_resnet", "--quick", "--budget", "0.05", "-p", "fp32", "fp16",
+    code = main(["bench", "-w", "test_resnet", "-d", "cpu", "--quick", "--budget", "0.05", "-p", "fp32", "fp16",
                  "--no-save", "--json", "--set", "image_size=16"])
     out, err = capsys.readouterr()
     assert code == 0
     doc = json.loads(out)  # exactly one JSON document, nothing else on stdout
     assert doc["schema"] == "dlgpu.bench/1"
     assert doc["machine"]["devices"][0]["id"] == "cpu" and doc["machine"]["torch"]
-    assert len(doc["results"]) == 4
+    assert len(doc["results"]) == 4 and {r["device"] for r in doc["results"]} == {"cpu"}
     for r in doc["results"]:
         assert set(r) >= REQUIRED
         assert r["overrides"] == {"image_size": "16"}
@@ -40,9 +40,10 @@ def test_bench_json_document(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_saves_the_run(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run.json"
-    assert main(["bench", "-w", "test_resnet", "-t", "infer", "-p", "fp32", "--budget", "0.05", "--quick",
-                 "-o", str(out)]) == 0
-    assert json.loads(out.read_text())["results"][0]["status"] == "ok"
+    assert main(["bench", "-w", "test_resnet", "-d", "cpu", "-t", "infer", "-p", "fp32", "--budget", "0.05",
+                 "--quick", "-o", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["status"] == "ok" and r["device"] == "cpu"
     assert "written:" in capsys.readouterr().err
 
 
@@ -50,7 +51,7 @@ def test_bench_saves_the_run(tmp_path, capsys: pytest.CaptureFixture[str]) -> No
     ("argv", "needle"),
     [
         (["bench", "-w", "nosuch"], "unknown workload 'nosuch'"),
-        (["bench", "-d", "cuda:3"], "--device cuda:3: not present on this machine (present: cpu"),
+        (["bench", "-d", "cuda:99"], "--device cuda:99: not present on this machine (present: cpu"),
         (["bench", "-p", "int4"], "--precision int4: not one of"),
         (["bench", "-w", "test_resnet", "--set", "colour=red"], "no selected workload has a parameter 'colour'"),
         (["bench", "-b", "0"], "--batch-size 0: must be a positive integer"),
@@ -103,8 +104,8 @@ def test_ctrl_c_prints_and_saves_what_was_measured(tmp_path) -> None:  # type: i
 
     out = tmp_path / "run.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dlgpu", "bench", "-w", "test_resnet", "-p", "fp32", "bf16", "--budget", "3",
-         "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "dlgpu", "bench", "-w", "test_resnet", "-d", "cpu", "-p", "fp32", "bf16", "--budget",
+         "3", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait for the first finished result to be saved
         if out.exists() and json.loads(out.read_text())["results"]:

@@ -39,16 +39,17 @@ def test_custom_model_trains_for_real() -> None:
 
 
 def test_bench_custom_model_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--model", "custom_models:tiny_mlp", "--input", "16", "-b", "4", "-p", "fp32",
+    code = main(["bench", "--model", "custom_models:tiny_mlp", "--input", "16", "-b", "4", "-p", "fp32", "-d", "cpu",
                  "--quick", "--budget", "0.05", "--no-save", "--json"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [r["workload"] for r in doc["results"]] == ["custom:custom_models:tiny_mlp"] * 2
+    assert [(r["workload"], r["task"], r["device"]) for r in doc["results"]] == [
+        ("custom:custom_models:tiny_mlp", "train", "cpu"), ("custom:custom_models:tiny_mlp", "infer", "cpu")]
     assert all(r["status"] == "ok" and r["batch_size"] == 4 for r in doc["results"])
 
 
 def test_factory_must_return_a_module(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--model", "custom_models:not_a_module", "--input", "4", "--no-save"])
+    code = main(["bench", "--model", "custom_models:not_a_module", "--input", "4", "-d", "cpu", "--no-save"])
     assert code == 0  # the suite goes on: the workload is reported as failed
     out = capsys.readouterr().out
     assert "failed" in out and "not an nn.Module" in out

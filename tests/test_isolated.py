@@ -59,7 +59,8 @@ def test_killed_reason_wording() -> None:
 
 def test_bench_isolates_runs_large_for_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plan, "ISOLATE_ABOVE_FRACTION", 0.0)
-    rep = dlgpu.bench(workloads=["test_resnet"], precisions=["fp32"], tasks=["infer"], timing=TINY_BUDGET)
+    rep = dlgpu.bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["infer"],
+                      timing=TINY_BUDGET)
     (r,) = rep.results
     assert r.status == "ok" and r.settings["isolated_process"] is True
     assert r.speedup_vs_cpu_fp32 == pytest.approx(1.0)

@@ -19,11 +19,11 @@ from dlgpu.catalog.local import describe_local_cpu, estimated_bf16_peak
 from dlgpu.cli.main import main
 from dlgpu.errors import BadInput
 from dlgpu.predict import Calibration, cpu_as_device, predict_step
-from dlgpu.predict.calibration import bench_documents, bench_samples, source_stack
+from dlgpu.predict.calibration import bench_documents, bench_samples, load_calibration, source_stack
 from dlgpu.predict.fit import Sample, errors_pct, fit
 from dlgpu.predict.roofline import DENSE, op_group, op_unit
 from dlgpu.predict.validate import memory_model_check
-from dlgpu.results import DeviceInfo, memory_need
+from dlgpu.results import DeviceInfo, memory_need, usable_memory_bytes
 
 CAT = load_catalog()
 
@@ -101,6 +101,13 @@ def test_predict_this_cpu_and_a_catalog_cpu(capsys: pytest.CaptureFixture[str]) 
         assert main(["predict", "resnet50", "--hardware", c.id, "-b", "8", "--json"]) == 0
         got[c.id] = json.loads(capsys.readouterr().out)
     assert got[fast.id]["samples_per_s"] > got[slow.id]["samples_per_s"]
+    # each is the roofline of the CPU-traced profile on that catalog row with the shipped CPU calibration
+    cal = load_calibration()
+    prof = profile("resnet50", "train", "fp32", 8, {}, target="cpu")
+    for c in (slow, fast):
+        step = predict_step(prof, cpu_as_device(c), "fp32", cal).step_time_s
+        assert got[c.id]["samples_per_s"] == pytest.approx(8 / step, rel=1e-9)
+        assert got[c.id]["hardware_kind"] == "cpu" and "catalog CPU" in got[c.id]["device_basis"]
     assert got[fast.id]["fits"] is None  # a catalog CPU says nothing about the RAM it is paired with
     assert main(["predict", "resnet50", "--hardware", "local", "-p", "fp16"]) == 2
     err = capsys.readouterr().err
@@ -172,9 +179,16 @@ def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:
         assert s.gpu.kind == "cpu" and s.profile.workload in ("test_resnet", "test_bert")
         assert s.measured_samples_per_s == measured[(s.profile.workload, s.profile.task)]
         assert not any(o.op.startswith("_foreach_") for o in s.profile.ops)  # traced as the CPU runs it
-    # A fit on these rows alone reproduces them: the CPU parameters are identifiable.
-    cal = fit(samples)
-    assert max(abs(e) for e in errors_pct(cal, samples)) < 60
+    # The CPU terms are identifiable from these four real profiles (two workloads x train and infer): rows with
+    # the throughput a known calibration gives them are fitted back exactly. (The measured throughputs are not a
+    # fixed point: two timed steps on a shared 2-core machine can time a train step faster than inference, which
+    # no roofline reproduces; an error band on them only measured the machine's load.)
+    truth = Calibration({"cpu-vector:conv": -1.0, "cpu-vector:other": -2.0, "cpu-vector:matmul": -0.5,
+                         "cpu:phase:backward": -0.7, "cpu:phase:optimizer": -1.5, "cpu:mem": -0.7,
+                         "cpu:op_s": math.log(2e-5)})
+    known = [replace(s, measured_samples_per_s=s.profile.batch_size / predict_step(
+        s.profile, s.gpu, s.precision, truth, s.framework, s.stack).step_time_s) for s in samples]
+    assert max(abs(e) for e in errors_pct(fit(known), known)) < 0.1
     mem = memory_model_check(docs, profile)
     assert mem["n"] == 4 and mem["runtime_bytes"] > 0
     assert all(r["measured_bytes"] > 0 and r["model_bytes"] > 0 for r in mem["rows"])
@@ -234,7 +248,9 @@ def test_analyze_cli_largest_batch(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     fit = doc["largest_batch"]
     assert fit["memory_of"] == "rtx-3090" and fit["memory_bytes"] == CAT.gpu("rtx-3090").memory_bytes
-    assert fit["batch_size"] == api.largest_batch("bert_large", "train", "fp16", fit["memory_bytes"],
+    # searched in the GPU's usable memory: its memory less the runtime's reserve, as bench plans and advise counts
+    assert fit["usable_memory_bytes"] == usable_memory_bytes(fit["memory_bytes"]) < fit["memory_bytes"]
+    assert fit["batch_size"] == api.largest_batch("bert_large", "train", "fp16", fit["usable_memory_bytes"],
                                                   {"seq_len": "384"})
     assert doc["memory_need_bytes"] > doc["state_bytes"] + doc["activation_bytes"]
     units = {(o["kind"], o["unit"]) for o in doc["ops"]}

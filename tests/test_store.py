@@ -29,10 +29,10 @@ from dlgpu.store.schema import validate_document
 def bench_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real bench document: test_resnet on this CPU, fp32 and bf16, train and infer."""
     db = tmp_path_factory.mktemp("bench") / "r.sqlite"
-    report = bench(workloads=["test_resnet"], precisions=["fp32", "bf16"], quick=True, timing=TINY_BUDGET,
-                   overrides={"image_size": "16"}, telemetry=False, db=db)
+    report = bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32", "bf16"], quick=True,
+                   timing=TINY_BUDGET, overrides={"image_size": "16"}, telemetry=False, db=db)
     doc = report.to_dict()
-    assert doc["run_id"] and len(doc["results"]) == 4
+    assert doc["run_id"] and len(doc["results"]) == 4 and {r["device"] for r in doc["results"]} == {"cpu"}
     return doc
 
 
@@ -106,8 +106,8 @@ def test_not_a_database(tmp_path: Path) -> None:
 
 def test_bench_run_is_stored_whole(tmp_path: Path, bench_doc: dict[str, Any]) -> None:
     db = tmp_path / "r.sqlite"
-    report = bench(workloads=["test_resnet"], precisions=["fp32"], tasks=["infer"], quick=True, timing=TINY_BUDGET,
-                   overrides={"image_size": "16"}, telemetry=False, db=db)
+    report = bench(workloads=["test_resnet"], devices=["cpu"], precisions=["fp32"], tasks=["infer"], quick=True,
+                   timing=TINY_BUDGET, overrides={"image_size": "16"}, telemetry=False, db=db)
     with Store(db) as s:
         runs = s.runs()
         assert [r.id for r in runs] == [report.run_id] and runs[0].status == "complete"
@@ -308,7 +308,7 @@ def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
 
 
 def _bench_cmd(db: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dlgpu", "bench", "--db", str(db), "--no-telemetry", "--quick",
+    return [sys.executable, "-m", "dlgpu", "bench", "--db", str(db), "-d", "cpu", "--no-telemetry", "--quick",
             "--set", "image_size=16", *extra]
 
 

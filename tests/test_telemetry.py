@@ -4,6 +4,7 @@ their module seams, and the real sampling thread on this machine's CPU with the 
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import os
 import subprocess
@@ -686,7 +687,7 @@ def _model_energy(samples: tuple[Sample, ...], idle_w: float) -> float:
     """The estimate's energy over a window, from its samples: each interval's power held over it (the previous
     interval's, or idle before any, where an interval had no utilization)."""
     energy, last_p = 0.0, None
-    for a, b in zip(samples, samples[1:], strict=False):
+    for a, b in itertools.pairwise(samples):
         held = b.power_w if b.power_w is not None else (last_p if last_p is not None else idle_w)
         energy += held * (b.timestamp_s - a.timestamp_s)
         last_p = b.power_w if b.power_w is not None else last_p

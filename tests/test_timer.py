@@ -80,7 +80,7 @@ def test_median_ci_is_a_seeded_bootstrap_interval_around_the_median() -> None:
     assert median_ci([2.0] * 5) == (2.0, 2.0)
     s = StepStats(tuple(xs))
     assert s.ci95 == (lo, hi) and s.ci_rel == pytest.approx((hi - lo) / 2 / s.median)
-    wide = median_ci(xs + [5.0, 0.2, 4.0, 0.3])
+    wide = median_ci([*xs, 5.0, 0.2, 4.0, 0.3])
     assert wide is not None and wide[1] - wide[0] >= hi - lo
 
 

@@ -101,7 +101,7 @@ def test_api_gives_every_row_its_status(files: tuple[Path, Path]) -> None:
 def test_cli_json_and_table_show_every_row(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     f, cat = files
     assert main(["validate", str(f), "--catalog", str(cat), "--json"]) == 0
-    out, err = capsys.readouterr()
+    out = capsys.readouterr().out
     check(json.loads(out), f, cat)
 
     assert main(["validate", str(f), "--catalog", str(cat)]) == 0

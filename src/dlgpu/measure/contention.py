@@ -12,7 +12,6 @@ sees what was judged and why. psutil only; no torch."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
