@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
 from conftest import TINY_BUDGET
 from dlgpu.catalog import load_catalog
@@ -82,7 +83,11 @@ def test_a_tiny_bench_beside_a_busy_loop_is_flagged_contended_and_measured_again
     attempts = c["attempts"]
     assert len(attempts) == 2 and sum(a["kept"] for a in attempts) == 1  # measured again once, one kept
     kept = next(a for a in attempts if a["kept"])
-    assert kept["others_share"] == min(a["others_share"] for a in attempts)
+    assert kept["samples_per_s"] == max(a["samples_per_s"] for a in attempts)  # all contended: the fastest
+    # measured again on the cores the busy loop left free, then the thread count restored
+    assert attempts[0]["threads"] == torch.get_num_threads()
+    assert attempts[1]["threads"] <= max(1, attempts[0]["threads"] - 1)
+    assert r.settings["threads"] == kept["threads"]
     assert r.stop_reason in ("ci", "budget", "max_steps")
     doc = r.to_dict()
     assert doc["contended"] is True and doc["contention"]["attempts"] == attempts

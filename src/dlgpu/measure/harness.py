@@ -332,31 +332,46 @@ def measure(
     (KeyboardInterrupt does propagate, so the caller can keep what was already measured).
 
     ``telemetry``: sample power, energy and utilization beside the timed steps (None: no telemetry fields).
+
     A result measured while other processes took more than their share of the CPUs (``measure.contention``) is
-    measured again, at most ``remeasure`` times after a short pause; the least contended attempt is kept, and
-    ``contention["attempts"]`` lists every attempt's figures."""
+    measured again, at most ``remeasure`` times after a short pause. On a CPU the next attempt runs on the cores
+    the others left free (threads = ours - the CPUs they used, at least 1): OpenMP's spinning threads, when one
+    of them shares a core with another process, slow a step 3-12x (docs/MEASUREMENT-NOISE.md), while on the free
+    cores the slowdown is about the share of the machine taken. The kept attempt is an uncontended one if any,
+    else the fastest (the least disturbed); ``contention["attempts"]`` lists every attempt's figures."""
     result = _measure_once(built, task, precision, batch_size, budget, overrides, settings, on_step, telemetry)
-    attempts = [result]
-    while result.contended and len(attempts) <= remeasure:
-        time.sleep(REMEASURE_PAUSE_S)
-        again = _measure_once(built, task, precision, batch_size, budget, overrides, settings, on_step, telemetry)
-        attempts.append(again)
-        if again.status != "ok":
-            break
-        result = again
-    return _keep_least_contended(attempts) if len(attempts) > 1 else result
+    attempts = [(result, torch.get_num_threads())]
+    threads = torch.get_num_threads()
+    try:
+        while result.contended and len(attempts) <= remeasure:
+            time.sleep(REMEASURE_PAUSE_S)
+            if built.device.kind == "cpu":
+                c = result.contention or {}
+                others_cpus = float(c.get("others_cpu_s", 0.0)) / max(float(c.get("window_s", 1.0)), 1e-9)
+                torch.set_num_threads(max(1, threads - max(1, round(others_cpus))))
+            again = _measure_once(built, task, precision, batch_size, budget, overrides, settings, on_step,
+                                  telemetry)
+            attempts.append((again, torch.get_num_threads()))
+            if again.status != "ok":
+                break
+            result = again
+    finally:
+        torch.set_num_threads(threads)
+    return _keep_least_disturbed(attempts) if len(attempts) > 1 else result
 
 
 def _share(r: BenchResult) -> float:
     return float((r.contention or {}).get("others_share", 0.0))
 
 
-def _keep_least_contended(attempts: list[BenchResult]) -> BenchResult:
-    ok = [r for r in attempts if r.status == "ok"]
-    kept = min(ok, key=_share) if ok else attempts[-1]
+def _keep_least_disturbed(attempts: list[tuple[BenchResult, int]]) -> BenchResult:
+    ok = [(r, n) for r, n in attempts if r.status == "ok"]
+    calm = [(r, n) for r, n in ok if not r.contended]
+    kept, kept_threads = max(calm or ok, key=lambda rn: rn[0].samples_per_s or 0.0) if ok else attempts[-1]
     listing = [{"others_share": _share(r), "contended": r.contended, "samples_per_s": r.samples_per_s,
-                "kept": r is kept} for r in attempts]
-    return replace(kept, contention={**(kept.contention or {}), "attempts": listing})
+                "threads": n, "kept": r is kept} for r, n in attempts]
+    settings = {**kept.settings, "threads": kept_threads}
+    return replace(kept, settings=settings, contention={**(kept.contention or {}), "attempts": listing})
 
 
 def _measure_once(built: Built, task: str, precision: str, batch_size: int, budget: Budget,
