@@ -24,8 +24,10 @@ own parent process stay near 0.01-0.03 (docs/MEASUREMENT-NOISE.md has the figure
 CONTENDED_STEAL_SHARE = 0.05
 """Steal time (a VM's CPUs given to other guests) above this share of the capacity marks the window contended."""
 
-MAX_REMEASURE = 2
-"""A contended configuration is measured again at most this many times; the least contended attempt is kept."""
+MAX_REMEASURE = 1
+"""A contended configuration is measured again at most this many times (on a CPU, on the cores others left
+free: ``harness.measure``). One is enough: the second attempt is the informative one, and each costs at least
+the warm-up and the minimum steps at the slowed pace (a busy run of the quick suite took 16 min with two)."""
 
 REMEASURE_PAUSE_S = 1.0
 """Pause before measuring a contended configuration again (a short burst elsewhere may be over by then)."""

@@ -196,7 +196,7 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     contended = [r for r in report.results if r.contended]
     if contended:
         notes.append(f"contended ({len(contended)} results): other processes used more than their share of the CPUs "
-                     "while these were timed (the share shown; measured again up to twice, the least contended kept). "
+                     "while these were timed (the share shown; measured again once, on the cores others left free, the faster kept). "
                      "Their figures are low and are not used as the measured basis of advise or compare while an "
                      "uncontended measurement exists.")
     notes += energy_notes(report)
