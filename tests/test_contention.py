@@ -5,6 +5,7 @@ energy figures agree with each other, and MFU is never above 100%. Mechanisms, n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -44,10 +45,24 @@ def test_judge_marks_others_above_the_share_and_steal_and_allows_for_tick_resolu
     assert judge(0.1, 2, slack + 0.1 * 2 * CONTENDED_SHARE * 1.5, 0.2, None, None).contended
 
 
-def _busy_loop() -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.3)  # let it get going
-    return proc
+class _BusyLoops:
+    """Busy processes (``while True: pass``) on half the machine's CPUs (at least one): on any machine they take
+    more than ``CONTENDED_SHARE`` of it. ``kill()`` ends them."""
+
+    def __init__(self) -> None:
+        n = max(1, (os.cpu_count() or 2) // 2)
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+        time.sleep(0.3)  # let them get going
+
+    def kill(self) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+def _busy_loop() -> _BusyLoops:
+    return _BusyLoops()
 
 
 def test_a_real_busy_process_is_seen_by_the_probe() -> None:
@@ -61,7 +76,6 @@ def test_a_real_busy_process_is_seen_by_the_probe() -> None:
         c = probe.stop()
     finally:
         busy.kill()
-        busy.wait()
     # the loop had a core of its own (or half of two): others took about 1 CPU-s per second of the window
     assert c.contended, c.basis
     assert c.others_cpu_s > 0.3 * c.window_s and c.own_cpu_s > 0.2 * c.window_s
@@ -69,14 +83,14 @@ def test_a_real_busy_process_is_seen_by_the_probe() -> None:
 
 def test_a_tiny_bench_beside_a_busy_loop_is_flagged_contended_and_measured_again() -> None:
     spec = get_workload("test_resnet")
-    built = build(spec, spec.resolve({"image_size": "32", "num_classes": "10"}), CPU)
-    slow = replace(TINY_BUDGET, min_steps=4, max_steps=6, budget_s=0.4)
+    built = build(spec, spec.resolve({"image_size": "96", "num_classes": "10"}), CPU)
+    # windows of about a second: CPU time is counted in 10 ms ticks, so a short window cannot be judged
+    slow = replace(TINY_BUDGET, min_steps=25, max_steps=25, budget_s=10.0)
     busy = _busy_loop()
     try:
         r = measure(built, "infer", "fp32", 2, slow, remeasure=1)
     finally:
         busy.kill()
-        busy.wait()
     assert r.status == "ok" and r.contended is True, r.contention
     c = r.contention or {}
     assert c["others_share"] > CONTENDED_SHARE and "other processes used" in c["basis"]
@@ -224,11 +238,10 @@ def test_the_bench_table_and_json_say_contended_beside_a_busy_loop(capsys: pytes
 
     busy = _busy_loop()
     try:
-        code = main(["bench", "-w", "test_resnet", "--set", "image_size=32", "-t", "infer", "-p", "fp32", "-d", "cpu",
-                     "--budget", "0.3", "--no-save", "--no-telemetry", "--json"])
+        code = main(["bench", "-w", "test_resnet", "--set", "image_size=96", "-t", "infer", "-p", "fp32", "-d", "cpu",
+                     "--budget", "1", "--no-save", "--no-telemetry", "--json"])  # windows of about a second
     finally:
         busy.kill()
-        busy.wait()
     assert code == 0
     out = capsys.readouterr()
     (r,) = json.loads(out.out)["results"]

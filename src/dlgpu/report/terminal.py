@@ -195,10 +195,10 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
     contended = [r for r in report.results if r.contended]
     if contended:
-        notes.append(f"contended ({len(contended)} results): other processes used more than their share of the CPUs "
-                     "while these were timed (the share shown; measured again once, on the cores others left free, the faster kept). "
-                     "Their figures are low and are not used as the measured basis of advise or compare while an "
-                     "uncontended measurement exists.")
+        notes.append(f"contended ({len(contended)} results): other processes used more than their share of the "
+                     "CPUs while these were timed (the share shown; measured again once, on the cores others left "
+                     "free, the faster kept). Their figures are low and are not used as the measured basis of "
+                     "advise or compare while an uncontended measurement exists.")
     notes += energy_notes(report)
     for line in headlines(report, specs):
         console.print(f"• {line}")
