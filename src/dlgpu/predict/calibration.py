@@ -20,8 +20,16 @@ from dlgpu.results import BENCH_SCHEMA, CALIBRATION_SCHEMA, ProfileSource
 from dlgpu.workloads.registry import get_workload
 from dlgpu.workloads.select import parse_overrides
 
-from .fit import Sample, errors_pct, fit, leave_one_device_out, leave_one_workload_out, summary
-from .roofline import Calibration
+from .fit import (
+    Sample,
+    errors_pct,
+    fit,
+    leave_one_architecture_out,
+    leave_one_device_out,
+    leave_one_workload_out,
+    summary,
+)
+from .roofline import Calibration, architecture
 from .targets import bench_cpu
 
 DATA = Path(__file__).parent / "data"
@@ -162,6 +170,13 @@ def bench_samples(docs: Sequence[Mapping[str, Any]], catalog: Catalog,
     return samples, skipped
 
 
+def extrapolation_report(samples: Sequence[Sample], cpu_samples: Sequence[Sample]) -> dict[str, Any]:
+    """The architectures the calibration rows cover, and the leave-one-architecture-out errors: the interval of
+    a prediction on an architecture with no row (``forecast.interval``)."""
+    return {"calibrated_architectures": sorted({architecture(s.gpu) for s in samples}),
+            "leave_one_architecture_out": leave_one_architecture_out(samples, extra=cpu_samples)}
+
+
 def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: Path | None = None,
               bench_files: Sequence[Path] | None = None) -> dict[str, Any]:
     """Fit the performance model on the published calibration data (and any extra files in its columns)
@@ -189,6 +204,7 @@ def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: 
         "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
         "in_sample": summary(errors_pct(cal, samples)),
         "leave_one_device_out": leave_one_device_out(samples, extra=cpu_samples),
+        **extrapolation_report(samples, cpu_samples),
         "cpu": {
             "rows_used": len(cpu_samples), "rows_skipped": cpu_skipped,
             "in_sample": summary(errors_pct(cal, cpu_samples)) if cpu_samples else None,

@@ -21,6 +21,7 @@ from dlgpu.results import OpProfile
 from .roofline import (
     RIDGED,
     Calibration,
+    architecture,
     efficiency_terms,
     generation,
     memory_terms,
@@ -212,7 +213,10 @@ def _held_out(samples: Sequence[Sample], key: Callable[[Sample], str], extra: Se
     for value in sorted({key(s) for s in samples}):
         train = [s for s in samples if key(s) != value] + list(extra)
         test = [s for s in samples if key(s) == value]
-        cal = fit(train, start=full)
+        # a generation left with no training row must not keep the offsets the full fit gave it
+        gone = {generation(s.gpu) for s in test} - {generation(s.gpu) for s in train}
+        start = Calibration({k: v for k, v in full.values.items() if k.rsplit(":", 1)[-1] not in gone})
+        cal = fit(train, start=start)
         per_row += list(zip(test, errors_pct(cal, test), strict=True))
     by_device: dict[str, list[float]] = {}
     by_family: dict[str, list[float]] = {}
@@ -234,6 +238,12 @@ def leave_one_device_out(samples: Sequence[Sample], extra: Sequence[Sample] = ()
     """Refit without each device, predict it: the error on hardware never measured. Errors per device,
     per workload family and per workload. ``extra`` samples (CPU rows) are fitted on but not held out."""
     return _held_out(samples, lambda s: s.gpu.id, extra)
+
+
+def leave_one_architecture_out(samples: Sequence[Sample], extra: Sequence[Sample] = ()) -> dict[str, Any]:
+    """Refit without each architecture (``roofline.architecture``: all its devices), predict it: how far a
+    prediction misses on an architecture with no calibration row, the interval of an *extrapolated* device."""
+    return _held_out(samples, lambda s: architecture(s.gpu), extra)
 
 
 def leave_one_workload_out(samples: Sequence[Sample], extra: Sequence[Sample] = ()) -> dict[str, Any]:

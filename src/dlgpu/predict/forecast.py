@@ -17,23 +17,32 @@ from dlgpu.results import PRECISIONS, OpProfile, Prediction, ProfileSource, memo
 from dlgpu.workloads.registry import WorkloadSpec, get_workload
 
 from .rescale import rescale
-from .roofline import Calibration, StepPrediction, precision_reason, predict_step
+from .roofline import Calibration, StepPrediction, architecture, precision_reason, predict_step
 from .targets import prediction_device, roof_peaks
 
 
-def interval(cal: Calibration, sps: float, cpu: bool = False) -> dict[str, Any] | None:
+def interval(cal: Calibration, sps: float, cpu: bool = False, device: GpuSpec | None = None) -> dict[str, Any] | None:
     """A low-high range for a prediction from the held-out errors (10th-90th percentile): leave-one-device-out
-    for GPUs, leave-one-workload-out on CPUs."""
-    held = ((cal.fit.get("cpu") or {}).get("leave_one_workload_out") if cpu
-            else cal.fit.get("leave_one_device_out")) or {}
-    rows = held.get("rows") or []
+    for GPUs, leave-one-workload-out on CPUs. A GPU whose architecture (``roofline.architecture``) no
+    calibration row covers is *extrapolated*: its range comes from the leave-one-architecture-out errors (how
+    far the model missed on architectures it had never seen), and says so."""
+    arch = None if device is None or cpu else architecture(device)
+    covered = cal.fit.get("calibrated_architectures")
+    extrapolated = bool(arch and covered is not None and arch not in covered)
+    if cpu:
+        held, how = (cal.fit.get("cpu") or {}).get("leave_one_workload_out"), \
+            "leave-one-workload-out errors on CPU bench results"
+    elif extrapolated:
+        held, how = cal.fit.get("leave_one_architecture_out"), (
+            f"leave-one-architecture-out errors: extrapolated, no calibration row is from the {arch} architecture")
+    else:
+        held, how = cal.fit.get("leave_one_device_out"), "leave-one-device-out errors on the calibration data"
+    rows = (held or {}).get("rows") or []
     errs = sorted(r["error_pct"] / 100.0 for r in rows)
     if len(errs) < 10:
         return None
     q = statistics.quantiles(errs, n=10, method="inclusive")
     lo, hi = q[0], q[-1]  # predicted = measured x (1 + e)  =>  measured = predicted / (1 + e)
-    how = "leave-one-workload-out errors on CPU bench results" if cpu else \
-        "leave-one-device-out errors on the calibration data"
     return {"low": sps / (1.0 + hi), "high": sps / (1.0 + lo), "basis": f"10th-90th percentile of {how}"}
 
 
@@ -82,7 +91,7 @@ def predict(profiles: ProfileSource, catalog: Catalog, cal: Calibration, workloa
         step_time_s=pred.step_time_s, peak_mem_bytes=memory_need(prof), peak_mem_basis=_memory_basis(prof),
         memory_bytes=memory_bytes, device_basis=device_basis, bound=pred.bound,
         tensor_core_flops_share=pred.tensor_core_share, flops=prof.flops, bytes=prof.bytes, kernels=prof.kernels,
-        interval=interval(cal, sps, cpu=cpu),
+        interval=interval(cal, sps, cpu=cpu, device=gpu),
         task_projection=_projection(get_workload(workload), task, overrides or {}, sps),
         peaks_flops_per_s=roof_peaks(gpu), bandwidth_bytes_per_s=gpu.memory_bandwidth_bytes_per_s,
         price_usd=getattr(gpu, "launch_price_usd", None) or None, tdp_w=gpu.tdp_w or None,
@@ -185,7 +194,7 @@ def predict_device(profiles: ProfileSource, spec: WorkloadSpec, task: str, devic
             how += f"; its profile is the traced one rescaled to batch {b} (predict.rescale)"
         pred = predict_step(prof, device, prec, cal)
         sps = b / pred.step_time_s
-        iv = interval(cal, sps, cpu=device.kind == "cpu") or {}
+        iv = interval(cal, sps, cpu=device.kind == "cpu", device=device) or {}
         if prec == "fp32" and b == batch:
             fp32 = sps
         cand = DevicePrediction(prec, b, sps, pred.step_time_s, iv.get("low"), iv.get("high"),

@@ -44,6 +44,19 @@ def cpu_as_device(cpu: CpuSpec | LocalCpu) -> GpuSpec:
                    launch_price_usd=cpu.launch_price_usd, source=cpu.source)
 
 
+def architecture(gpu: GpuSpec) -> str:
+    """The architecture a device's calibration would come from, finer than ``generation``: NVIDIA by compute
+    capability major (sm8 holds Ampere and Ada, sm9 Hopper, sm10/sm12 Blackwell), AMD by its gfx target, others
+    by vendor and architecture name. A device whose architecture no calibration row has is *extrapolated*."""
+    if gpu.kind == "cpu":
+        return "cpu"
+    cc = gpu.cuda_cc
+    if cc is not None:
+        return f"nvidia-sm{cc[0]}"
+    target = (gpu.compute_capability or "").strip().lower()
+    return f"{gpu.vendor.lower()}-{target or (gpu.arch or gpu.name).lower()}"
+
+
 def generation(gpu: GpuSpec) -> str:
     """A coarse architecture generation: efficiencies are fitted per generation, not per GPU."""
     if gpu.kind == "cpu":

@@ -113,6 +113,11 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
                   f"leave-one-device-out median |error| {loo['overall']['median_abs_error_pct']:.1f}%")
     for fam, s in loo["by_family"].items():
         console.print(f"  {escape(fam)}: median |error| {s['median_abs_error_pct']:.1f}% over {s['n']} rows (LOO)")
+    loao = (doc.get("leave_one_architecture_out") or {}).get("overall")
+    if loao:
+        console.print(f"leave-one-architecture-out median |error| {loao['median_abs_error_pct']:.1f}%: the interval of "
+                      f"an extrapolated device (calibrated architectures: "
+                      f"{escape(', '.join(doc.get('calibrated_architectures') or []))})")
     cpu = doc["cpu"]
     if cpu["rows_used"]:
         lwo = cpu["leave_one_workload_out"]["overall"]

@@ -1,0 +1,63 @@
+"""A prediction on an architecture no calibration row covers is labelled extrapolated, with the interval of the
+leave-one-architecture-out errors, which the shipped calibration carries and the code reproduces."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from dlgpu import api
+from dlgpu.catalog import load_catalog
+from dlgpu.predict.calibration import (
+    CALIBRATION_FILE,
+    PUBLISHED_FILE,
+    calibration_rows,
+    load_calibration,
+)
+from dlgpu.predict.forecast import interval
+from dlgpu.predict.roofline import architecture
+
+CAT = load_catalog()
+
+
+def test_architectures_split_generations_by_what_the_calibration_can_vouch_for() -> None:
+    arch = {g: architecture(CAT.gpu(g)) for g in ("a100-sxm4-80gb", "rtx-4090", "h100-sxm5-80gb", "b200",
+                                                   "rtx-5090", "mi100", "mi300x")}
+    assert arch == {"a100-sxm4-80gb": "nvidia-sm8", "rtx-4090": "nvidia-sm8", "h100-sxm5-80gb": "nvidia-sm9",
+                    "b200": "nvidia-sm10", "rtx-5090": "nvidia-sm12", "mi100": "amd-gfx908", "mi300x": "amd-gfx942"}
+
+
+def test_the_shipped_calibration_covers_exactly_the_architectures_of_its_rows() -> None:
+    shipped = json.loads(CALIBRATION_FILE.read_text())
+    used = {r["label"] for r in shipped["leave_one_device_out"]["rows"]}  # "resnet50 train a100-pcie-40gb ..."
+    hardware = {label.split()[2] for label in used}
+    assert hardware <= {r["hardware"] for r in calibration_rows(PUBLISHED_FILE)}
+    assert set(shipped["calibrated_architectures"]) == {architecture(CAT.gpu(h)) for h in hardware}
+    rows = shipped["leave_one_architecture_out"]["rows"]
+    assert {r["label"] for r in rows} == used  # every GPU row held out once, with its architecture
+    # Held out by architecture, predictions miss more than held out one device at a time.
+    loao = statistics.median(abs(r["error_pct"]) for r in rows)
+    assert loao > shipped["leave_one_device_out"]["overall"]["median_abs_error_pct"]
+
+
+def test_an_uncovered_architecture_gets_the_wider_extrapolated_interval() -> None:
+    cal = load_calibration()
+    covered = interval(cal, 1000.0, device=CAT.gpu("h100-sxm5-80gb"))
+    extrapolated = interval(cal, 1000.0, device=CAT.gpu("b200"))
+    assert covered is not None and extrapolated is not None
+    assert "leave-one-device-out" in covered["basis"] and "extrapolated" not in covered["basis"]
+    assert "extrapolated, no calibration row is from the nvidia-sm10 architecture" in extrapolated["basis"]
+    # the range is the 10th-90th percentile of the leave-one-architecture-out errors
+    errs = sorted(r["error_pct"] / 100 for r in cal.fit["leave_one_architecture_out"]["rows"])
+    q = statistics.quantiles(errs, n=10, method="inclusive")
+    assert extrapolated["low"] == pytest.approx(1000.0 / (1 + q[-1]))
+    assert extrapolated["high"] == pytest.approx(1000.0 / (1 + q[0]))
+    assert extrapolated["high"] / extrapolated["low"] > covered["high"] / covered["low"]
+
+
+def test_predict_and_advise_say_extrapolated() -> None:
+    pred = api.predict("dcgan", "rtx-5090", "bf16")
+    assert pred.interval is not None and "extrapolated" in pred.interval["basis"]
+    assert "extrapolated" not in (api.predict("dcgan", "rtx-4090", "bf16").interval or {}).get("basis", "")
