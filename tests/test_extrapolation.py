@@ -61,3 +61,16 @@ def test_predict_and_advise_say_extrapolated() -> None:
     pred = api.predict("dcgan", "rtx-5090", "bf16")
     assert pred.interval is not None and "extrapolated" in pred.interval["basis"]
     assert "extrapolated" not in (api.predict("dcgan", "rtx-4090", "bf16").interval or {}).get("basis", "")
+
+
+def test_the_verdict_names_the_picks_that_are_extrapolated() -> None:
+    adv = api.advise("resnet50").to_dict()
+    v = adv["verdict"]
+    by_id = {c["id"]: c for c in adv["candidates"]}
+    picks = [by_id[i] for i in (v["cheapest"], v["fastest"], v["best_value"]) if i]
+    extrapolated = {c["name"] for c in picks
+                    if "extrapolated" in ((c["figures"].get("samples_per_s_low") or {}).get("basis") or "")}
+    said = [r for r in v["reasons"] if r.startswith("Extrapolated:")]
+    assert extrapolated, "the catalog's best value for resnet50 is a Blackwell card today: a case to check"
+    assert len(said) == 1 and all(name in said[0] for name in extrapolated)
+    assert not any(c["name"] in said[0] for c in picks if c["name"] not in extrapolated)

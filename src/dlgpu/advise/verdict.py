@@ -109,12 +109,28 @@ def decide(cands: Sequence[Candidate], k: Constraints) -> Verdict:
                     f"fastest: {_label(fastest)}, {_time(fastest)}; best value: {_label(best)}, "
                     f"{usd(best.value('job_cost_usd'))} per job.")
         return Verdict("gpu-needed", headline, cheapest.id, fastest.id, best.id, (),
-                       tuple(_reasons(fastest, cands, cpu, k)))
+                       tuple(_reasons(fastest, cands, cpu, k) + _extrapolated((cheapest, fastest, best))))
     would = _what_would(cands, k, fastest_any)
     headline = (f"Nothing meets the {deadline} deadline ({k.deadline_basis})"
                 + (f" within the ${k.budget_usd:,.0f} budget" if k.budget_usd is not None else "") + ".")
     return Verdict("nothing-meets", headline, None, None if fastest_any is None else fastest_any.id, None,
                    tuple(would), tuple(_reasons(fastest_any, cands, cpu, k)) if fastest_any else ())
+
+
+def _is_extrapolated(c: Candidate) -> bool:
+    f = c.figures.get("samples_per_s_low")
+    return f is not None and "extrapolated" in f.basis
+
+
+def _extrapolated(picks: Sequence[Candidate]) -> list[str]:
+    """A reason naming the picks whose throughput is extrapolated: no calibration row is from their architecture."""
+    names = list(dict.fromkeys(c.name for c in picks if _is_extrapolated(c)))
+    if not names:
+        return []
+    return [f"Extrapolated: {', '.join(names)} {'is' if len(names) == 1 else 'are'} of an architecture no "
+            "calibration row covers; the predicted throughput and its range come from how far the model missed on "
+            "architectures it had never seen (leave-one-architecture-out), so treat "
+            f"{'it' if len(names) == 1 else 'them'} as a rougher estimate."]
 
 
 def _what_would(cands: Sequence[Candidate], k: Constraints, fastest: Candidate | None) -> list[str]:
