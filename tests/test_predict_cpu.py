@@ -149,10 +149,6 @@ def test_cpu_device_uses_amx_peak_for_bf16_dense_ops() -> None:
     assert no_amx.step_time_s > pred.step_time_s
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: predict.roofline.cpu_as_device gives a LocalCpu (this machine's CPU when no catalog row matches) no "
-    "bf16 peak, so the predictor times its bf16 GEMMs and convolutions on the FP32 AVX-512 peak, while MFU "
-    "(catalog.match.device_facts, via catalog.local.estimated_bf16_peak) divides by the AMX peak, 16x higher"))
 def test_an_amx_cpu_not_in_the_catalog_is_predicted_on_the_peak_mfu_uses() -> None:
     flags = ["sse2", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"]
     cpu = describe_local_cpu("Intel(R) Xeon(R) Processor", 2, flags, 2.6e9, catalog=CAT)
@@ -164,7 +160,9 @@ def test_an_amx_cpu_not_in_the_catalog_is_predicted_on_the_peak_mfu_uses() -> No
     assert facts.peak("bf16")[0] == pytest.approx(est[0])  # MFU's bf16 peak: the AMX estimate
     dev = cpu_as_device(cpu)
     assert dev.fp32_flops_per_s == pytest.approx(cpu.fp32_flops_per_s)
-    assert dev.bf16_flops_per_s == pytest.approx(est[0])  # the predictor's: fails, it is None
+    assert dev.bf16_flops_per_s == pytest.approx(est[0])  # the predictor's: the same AMX peak
+    no_amx = describe_local_cpu("Intel(R) Xeon(R) Processor", 2, flags[:-1], 2.6e9, catalog=CAT)
+    assert isinstance(no_amx, LocalCpu) and cpu_as_device(no_amx).bf16_flops_per_s is None
 
 
 def test_cpu_bench_results_become_calibration_samples(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlgpu.catalog import CpuSpec, GpuSpec, LocalCpu
+from dlgpu.catalog.local import estimated_bf16_peak
 from dlgpu.devices.precision import PrecisionFacts, precision_unsupported
 from dlgpu.errors import BadInput
 from dlgpu.results import OpProfile, OpRecord
@@ -25,13 +26,16 @@ DENSE = ("matmul", "conv", "attention")
 def cpu_as_device(cpu: CpuSpec | LocalCpu) -> GpuSpec:
     """A CPU in the roofline's terms (kind ``cpu``): its FP32 vector peak, its bf16 matrix peak where the
     catalog gives one (AMX), its memory bandwidth where known. A ``LocalCpu`` carries an estimated peak
+    (and, where its flags show AMX, an estimated bf16 one: ``catalog.estimated_bf16_peak``, the peak MFU uses)
     and no bandwidth: its operators are then timed by compute alone (see ``predict_step``)."""
     if isinstance(cpu, LocalCpu):
+        amx = estimated_bf16_peak(cpu)
         return GpuSpec(id="local", name=cpu.model_name, vendor="cpu", kind="cpu", arch=cpu.simd,
                        compute_capability=None, release_year=None, memory_bytes=None,
                        memory_bandwidth_bytes_per_s=None, fp32_flops_per_s=cpu.fp32_flops_per_s,
                        tf32_flops_per_s=None, fp16_flops_per_s=None, fp16_fp32acc_flops_per_s=None,
-                       bf16_flops_per_s=None, int8_ops_per_s=None, sm_count=cpu.cores, boost_clock_hz=cpu.clock_hz,
+                       bf16_flops_per_s=None if amx is None else amx[0], int8_ops_per_s=None, sm_count=cpu.cores,
+                       boost_clock_hz=cpu.clock_hz,
                        l2_cache_bytes=None, tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
                        launch_price_usd=None, source=cpu.basis)
     return GpuSpec(id=cpu.id, name=cpu.name, vendor="cpu", kind="cpu", arch=cpu.arch, compute_capability=None,
