@@ -74,3 +74,22 @@ def test_the_verdict_names_the_picks_that_are_extrapolated() -> None:
     assert extrapolated, "the catalog's best value for resnet50 is a Blackwell card today: a case to check"
     assert len(said) == 1 and all(name in said[0] for name in extrapolated)
     assert not any(c["name"] in said[0] for c in picks if c["name"] not in extrapolated)
+
+
+def test_the_accuracy_report_counts_coverage_on_other_devices_and_ranks_devices() -> None:
+    from dlgpu.predict.fit import accuracy_report
+
+    rows = []
+    for i, dev in enumerate(("a", "b", "c", "d", "e")):
+        for j in range(4):
+            err = [-30.0, -10.0, 0.0, 10.0, 40.0][i] + j  # device e is off by 40%+
+            rows.append({"label": f"w{j} {dev}", "error_pct": err, "device": dev, "generation": "g" + dev[0],
+                         "family": "vision", "measured": 100.0 * (i + 1), "config": f"w{j} train fp32 bs8"})
+    rep = accuracy_report(rows)
+    assert rep["overall"]["n"] == 20 and rep["overall"]["median_abs_error_pct"] == pytest.approx(11.5)
+    # the extreme devices' rows fall outside the other devices' 10th-90th percentile
+    assert rep["interval_coverage"]["observed"] == pytest.approx(12 / 20)
+    # predicted = measured x (1 + e): the order of the five devices is kept exactly in every configuration
+    assert rep["spearman"]["median"] == pytest.approx(1.0) and len(rep["spearman"]["configs"]) == 4
+    shipped = load_calibration().fit["accuracy"]
+    assert 0 < shipped["interval_coverage"]["observed"] < 1 and shipped["spearman"]["configs"]

@@ -22,6 +22,7 @@ from dlgpu.workloads.select import parse_overrides
 
 from .fit import (
     Sample,
+    accuracy_report,
     errors_pct,
     fit,
     leave_one_architecture_out,
@@ -203,7 +204,8 @@ def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: 
         "rows_used": len(samples),
         "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
         "in_sample": summary(errors_pct(cal, samples)),
-        "leave_one_device_out": leave_one_device_out(samples, extra=cpu_samples),
+        "leave_one_device_out": (lodo := leave_one_device_out(samples, extra=cpu_samples)),
+        "accuracy": accuracy_report(lodo["rows"]),
         **extrapolation_report(samples, cpu_samples),
         "cpu": {
             "rows_used": len(cpu_samples), "rows_skipped": cpu_skipped,

@@ -202,8 +202,52 @@ def errors_pct(cal: Calibration, samples: Sequence[Sample]) -> list[float]:
 
 def summary(errs: Sequence[float]) -> dict[str, float]:
     a = [abs(e) for e in errs]
+    p90 = statistics.quantiles(a, n=10, method="inclusive")[-1] if len(a) >= 2 else (a[0] if a else float("nan"))
     return {"n": len(a), "median_abs_error_pct": statistics.median(a) if a else float("nan"),
-            "mean_abs_error_pct": statistics.fmean(a) if a else float("nan")}
+            "mean_abs_error_pct": statistics.fmean(a) if a else float("nan"), "p90_abs_error_pct": p90}
+
+
+def accuracy_report(rows: Sequence[dict[str, Any]], interval_share: float = 0.8) -> dict[str, Any]:
+    """What a user of held-out predictions gets, from ``_held_out`` rows (each with its device, generation,
+    workload configuration, measured throughput and error):
+
+    - median and 90th-percentile |error| per family and per generation;
+    - interval coverage: how often a row's error lies within the stated ``interval_share`` interval (10th-90th
+      percentile) computed from the errors of the OTHER devices' rows, as a prediction for a new device would;
+    - rank correlation across devices (Spearman rho of measured vs predicted throughput) per configuration
+      (workload, task, precision, batch) measured on at least 3 devices: whether the model orders GPUs right."""
+    from scipy.stats import spearmanr
+
+    tail = (1 - interval_share) / 2
+    inside = 0
+    for r in rows:
+        others = sorted(x["error_pct"] for x in rows if x["device"] != r["device"])
+        q = statistics.quantiles(others, n=100, method="inclusive")
+        lo, hi = q[max(0, round(100 * tail) - 1)], q[min(98, round(100 * (1 - tail)) - 1)]
+        inside += lo <= r["error_pct"] <= hi
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["config"], []).append(r)
+    rho = {}
+    for cfg, g in sorted(groups.items()):
+        if len({x["device"] for x in g}) >= 3:
+            measured = [x["measured"] for x in g]
+            predicted = [x["measured"] * (1 + x["error_pct"] / 100) for x in g]
+            rho[cfg] = float(spearmanr(measured, predicted).statistic)
+
+    def by(key: str) -> dict[str, dict[str, float]]:
+        out: dict[str, list[float]] = {}
+        for r in rows:
+            out.setdefault(r[key], []).append(r["error_pct"])
+        return {k: summary(v) for k, v in sorted(out.items())}
+
+    return {"overall": summary([r["error_pct"] for r in rows]), "by_family": by("family"),
+            "by_generation": by("generation"),
+            "interval_coverage": {"stated": interval_share, "observed": inside / len(rows) if rows else float("nan"),
+                                  "basis": "share of rows whose held-out error lies within the 10th-90th percentile "
+                                           "of the other devices' held-out errors"},
+            "spearman": {"configs": rho, "median": statistics.median(rho.values()) if rho else float("nan"),
+                         "min": min(rho.values()) if rho else float("nan")}}
 
 
 def _held_out(samples: Sequence[Sample], key: Callable[[Sample], str], extra: Sequence[Sample]) -> dict[str, Any]:
@@ -230,7 +274,10 @@ def _held_out(samples: Sequence[Sample], key: Callable[[Sample], str], extra: Se
         "by_device": {k: summary(v) for k, v in sorted(by_device.items())},
         "by_family": {k: summary(v) for k, v in sorted(by_family.items())},
         "by_workload": {k: summary(v) for k, v in sorted(by_workload.items())},
-        "rows": [{"label": s.label, "error_pct": e} for s, e in per_row],
+        "rows": [{"label": s.label, "error_pct": e, "device": s.gpu.id, "generation": generation(s.gpu),
+                  "family": s.family, "measured": s.measured_samples_per_s,
+                  "config": f"{s.profile.workload} {s.profile.task} {s.precision} bs{s.profile.batch_size}"}
+                 for s, e in per_row],
     }
 
 

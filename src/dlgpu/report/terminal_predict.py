@@ -113,6 +113,16 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
                   f"leave-one-device-out median |error| {loo['overall']['median_abs_error_pct']:.1f}%")
     for fam, s in loo["by_family"].items():
         console.print(f"  {escape(fam)}: median |error| {s['median_abs_error_pct']:.1f}% over {s['n']} rows (LOO)")
+    acc = doc.get("accuracy")
+    if acc:
+        cov, rho = acc["interval_coverage"], acc["spearman"]
+        console.print(f"leave-one-device-out 90th percentile |error| {acc['overall']['p90_abs_error_pct']:.1f}%; "
+                      f"{cov['stated']:.0%} interval covers {cov['observed']:.0%} of held-out rows; rank correlation "
+                      f"across devices (Spearman) median {rho['median']:.2f}, lowest {rho['min']:.2f} over "
+                      f"{len(rho['configs'])} configurations measured on 3+ devices")
+        for gen, g in acc["by_generation"].items():
+            console.print(f"  {escape(gen)}: median |error| {g['median_abs_error_pct']:.1f}%, 90th percentile "
+                          f"{g['p90_abs_error_pct']:.1f}% over {g['n']} rows (LOO)")
     loao = (doc.get("leave_one_architecture_out") or {}).get("overall")
     if loao:
         console.print(f"leave-one-architecture-out median |error| {loao['median_abs_error_pct']:.1f}%: the interval of "

@@ -1,0 +1,71 @@
+"""Prediction accuracy, as a user of a prediction gets it: ``dlgpu calibrate`` refits the model on the shipped
+calibration data (into a temporary file, the package's untouched) and this prints its held-out report against
+the targets of issue 13:
+
+- leave-one-device-out median |error| <= 10% and 90th percentile <= 30% (per family and per generation too);
+- interval coverage between 75% and 85% for the stated 80% interval (10th-90th percentile of the other
+  devices' held-out errors);
+- Spearman rho >= 0.9 across devices, per configuration measured on 3+ devices (median and lowest);
+- and, for reference, leave-one-architecture-out (the interval of an extrapolated device).
+
+``--json`` prints the report on stdout; ``--check`` exits 1 when a target is missed. The first run traces every
+row's operator profile (about 2 minutes); later runs take seconds.
+
+Usage: python benchmarks/predict_accuracy.py [--json] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _steps import dlgpu_exe
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([*dlgpu_exe(), "calibrate", "--output", str(Path(tmp) / "cal.json"), "--json"],
+                             capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr, file=sys.stderr)
+        return 2
+    doc: dict[str, Any] = json.loads(out.stdout)
+    acc = doc["accuracy"]
+    o, cov, rho = acc["overall"], acc["interval_coverage"], acc["spearman"]
+    loao = doc["leave_one_architecture_out"]["overall"]
+    checks = {
+        "LODO median <= 10%": o["median_abs_error_pct"] <= 10,
+        "LODO p90 <= 30%": o["p90_abs_error_pct"] <= 30,
+        "80% interval covers 75-85%": 0.75 <= cov["observed"] <= 0.85,
+        "Spearman rho >= 0.9 (lowest)": rho["min"] >= 0.9,
+    }
+    print(f"leave-one-device-out over {o['n']} rows: median |error| {o['median_abs_error_pct']:.1f}%, 90th percentile "
+          f"{o['p90_abs_error_pct']:.1f}%", file=sys.stderr)
+    for name, part in (("family", acc["by_family"]), ("generation", acc["by_generation"])):
+        for k, v in part.items():
+            print(f"  {name} {k:<14} n={v['n']:<4} median {v['median_abs_error_pct']:5.1f}%  p90 "
+                  f"{v['p90_abs_error_pct']:5.1f}%", file=sys.stderr)
+    print(f"80% interval coverage: {cov['observed']:.1%}; Spearman rho across devices: median {rho['median']:.2f}, "
+          f"lowest {rho['min']:.2f} over {len(rho['configs'])} configurations", file=sys.stderr)
+    print(f"leave-one-architecture-out: median |error| {loao['median_abs_error_pct']:.1f}%, p90 "
+          f"{loao.get('p90_abs_error_pct', float('nan')):.1f}%", file=sys.stderr)
+    for name, ok in checks.items():
+        print(f"  {'met   ' if ok else 'MISSED'} {name}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"schema": "dlgpu.bench-predict-accuracy/1", "checks": checks, "accuracy": acc,
+                          "leave_one_architecture_out": loao}, indent=1))
+    return 1 if args.check and not all(checks.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
