@@ -51,6 +51,10 @@ def main() -> int:
     }
     print(f"leave-one-device-out over {o['n']} rows: median |error| {o['median_abs_error_pct']:.1f}%, 90th percentile "
           f"{o['p90_abs_error_pct']:.1f}%", file=sys.stderr)
+    user = acc.get("overall_as_a_user_predicts")
+    if user:
+        print(f"  the same rows predicted as a user's are (eager PyTorch, no benchmark suite's correction): median "
+              f"{user['median_abs_error_pct']:.1f}%, 90th percentile {user['p90_abs_error_pct']:.1f}%", file=sys.stderr)
     for name, part in (("family", acc["by_family"]), ("generation", acc["by_generation"])):
         for k, v in part.items():
             print(f"  {name} {k:<14} n={v['n']:<4} median {v['median_abs_error_pct']:5.1f}%  p90 "

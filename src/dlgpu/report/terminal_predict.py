@@ -120,6 +120,10 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
                       f"{cov['stated']:.0%} interval covers {cov['observed']:.0%} of held-out rows; rank correlation "
                       f"across devices (Spearman) median {rho['median']:.2f}, lowest {rho['min']:.2f} over "
                       f"{len(rho['configs'])} configurations measured on 3+ devices")
+        user = acc.get("overall_as_a_user_predicts")
+        if user:
+            console.print(f"  predicted as a user's are (no benchmark suite's correction): median |error| "
+                          f"{user['median_abs_error_pct']:.1f}%, 90th percentile {user['p90_abs_error_pct']:.1f}%")
         for gen, g in acc["by_generation"].items():
             console.print(f"  {escape(gen)}: median |error| {g['median_abs_error_pct']:.1f}%, 90th percentile "
                           f"{g['p90_abs_error_pct']:.1f}% over {g['n']} rows (LOO)")
