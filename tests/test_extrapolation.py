@@ -93,3 +93,15 @@ def test_the_accuracy_report_counts_coverage_on_other_devices_and_ranks_devices(
     assert rep["spearman"]["median"] == pytest.approx(1.0) and len(rep["spearman"]["configs"]) == 4
     shipped = load_calibration().fit["accuracy"]
     assert 0 < shipped["interval_coverage"]["observed"] < 1 and shipped["spearman"]["configs"]
+
+
+def test_a_term_no_data_moved_is_reported_and_a_prediction_resting_on_it_says_so() -> None:
+    cal = load_calibration()
+    unfitted = cal.fit["unfitted_terms"]
+    # no CPU measured for the calibration has a bandwidth figure (this VM's is not in the catalog): cpu:mem is
+    # exactly its starting value, ln 0.5
+    assert "cpu:mem" in unfitted and cal.values["cpu:mem"] == pytest.approx(-0.6931471805599453, abs=1e-9)
+    assert not any(t.startswith(("gen:", "tensor", "vector")) for t in unfitted)
+    xeon = api.predict("dcgan", "xeon-platinum-8480plus", "bf16")
+    assert "assumed 50% of the catalog bandwidth" in xeon.provenance
+    assert "assumed" not in api.predict("dcgan", "a100-sxm4-80gb", "bf16").provenance

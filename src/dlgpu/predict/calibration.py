@@ -29,6 +29,7 @@ from .fit import (
     leave_one_device_out,
     leave_one_workload_out,
     summary,
+    unfitted_terms,
 )
 from .roofline import Calibration, architecture
 from .targets import bench_cpu
@@ -206,6 +207,7 @@ def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: 
         "in_sample": summary(errors_pct(cal, samples)),
         "leave_one_device_out": (lodo := leave_one_device_out(samples, extra=cpu_samples)),
         "accuracy": accuracy_report(lodo["rows"]),
+        "unfitted_terms": unfitted_terms(everything, cal),
         **extrapolation_report(samples, cpu_samples),
         "cpu": {
             "rows_used": len(cpu_samples), "rows_skipped": cpu_skipped,

@@ -207,6 +207,16 @@ def summary(errs: Sequence[float]) -> dict[str, float]:
             "mean_abs_error_pct": statistics.fmean(a) if a else float("nan"), "p90_abs_error_pct": p90}
 
 
+def unfitted_terms(samples: Sequence[Sample], cal: Calibration) -> list[str]:
+    """The parameters the data never moved from their starting value (no sample's error depends on them): a
+    prediction that uses one rests on an assumption, not on a fit (e.g. ``cpu:mem`` while no calibrated CPU has a
+    memory-bandwidth figure)."""
+    design = _Design(samples)
+    theta0 = design.start()
+    return sorted(name for i, name in enumerate(design.names)
+                  if name in cal.values and abs(cal.values[name] - float(theta0[i])) < 1e-9)
+
+
 def accuracy_report(rows: Sequence[dict[str, Any]], interval_share: float = 0.8) -> dict[str, Any]:
     """What a user of held-out predictions gets, from ``_held_out`` rows (each with its device, generation,
     workload configuration, measured throughput and error):

@@ -96,9 +96,18 @@ def predict(profiles: ProfileSource, catalog: Catalog, cal: Calibration, workloa
         peaks_flops_per_s=roof_peaks(gpu), bandwidth_bytes_per_s=gpu.memory_bandwidth_bytes_per_s,
         price_usd=getattr(gpu, "launch_price_usd", None) or None, tdp_w=gpu.tdp_w or None,
         ops=tuple(roof_ops(prof, pred)),
-        provenance=("predicted: per-operator roofline with efficiencies fitted to published measurements"
-                    if not cpu else "predicted: per-operator roofline with CPU efficiencies fitted to "
-                    "what `dlgpu bench` measured on CPUs (see `dlgpu calibrate`)"))
+        provenance=_provenance(cal, gpu))
+
+
+def _provenance(cal: Calibration, gpu: GpuSpec) -> str:
+    if gpu.kind != "cpu":
+        return "predicted: per-operator roofline with efficiencies fitted to published measurements"
+    text = ("predicted: per-operator roofline with CPU efficiencies fitted to what `dlgpu bench` measured on CPUs "
+            "(see `dlgpu calibrate`)")
+    if gpu.memory_bandwidth_bytes_per_s and "cpu:mem" in (cal.fit.get("unfitted_terms") or []):
+        text += ("; its memory-bound operators use an assumed 50% of the catalog bandwidth: no CPU measured for the "
+                 "calibration has a bandwidth figure, so that efficiency is not fitted")
+    return text
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,9 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
         console.print(f"leave-one-architecture-out median |error| {loao['median_abs_error_pct']:.1f}%: the interval of "
                       f"an extrapolated device (calibrated architectures: "
                       f"{escape(', '.join(doc.get('calibrated_architectures') or []))})")
+    if doc.get("unfitted_terms"):
+        console.print(f"not fitted (no row depends on them; predictions that use them say so): "
+                      f"{escape(', '.join(doc['unfitted_terms']))}")
     cpu = doc["cpu"]
     if cpu["rows_used"]:
         lwo = cpu["leave_one_workload_out"]["overall"]
