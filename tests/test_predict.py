@@ -107,7 +107,8 @@ def test_prediction_holds_the_published_figure_within_its_documented_error(
                                                                                    "a100-sxm4-80gb", "256")
                  and "NVIDIA/DeepLearningExamples" in r["source_url"]]
     assert sorted(r["precision"] for r in published) == ["fp16", "tf32"]
-    held = sorted(r["error_pct"] / 100 for r in load_calibration().fit["leave_one_device_out"]["rows"])
+    # held-out errors as a user's prediction is made (no benchmark suite's correction): what the interval uses
+    held = sorted(r["user_error_pct"] / 100 for r in load_calibration().fit["leave_one_device_out"]["rows"])
     q = statistics.quantiles(held, n=10, method="inclusive")
     assert (1 + q[-1]) / (1 + q[0]) < 2.5  # the documented band is about 2x wide
     for row in published:

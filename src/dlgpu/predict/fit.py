@@ -230,11 +230,14 @@ def accuracy_report(rows: Sequence[dict[str, Any]], interval_share: float = 0.8)
 
     tail = (1 - interval_share) / 2
     inside = 0
+    def err(x: dict[str, Any]) -> float:  # as the interval of a user's prediction is made (forecast.interval)
+        return float(x.get("user_error_pct", x["error_pct"]))
+
     for r in rows:
-        others = sorted(x["error_pct"] for x in rows if x["device"] != r["device"])
+        others = sorted(err(x) for x in rows if x["device"] != r["device"])
         q = statistics.quantiles(others, n=100, method="inclusive")
         lo, hi = q[max(0, round(100 * tail) - 1)], q[min(98, round(100 * (1 - tail)) - 1)]
-        inside += lo <= r["error_pct"] <= hi
+        inside += lo <= err(r) <= hi
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["config"], []).append(r)
@@ -257,8 +260,8 @@ def accuracy_report(rows: Sequence[dict[str, Any]], interval_share: float = 0.8)
             "by_family": by("family"),
             "by_generation": by("generation"),
             "interval_coverage": {"stated": interval_share, "observed": inside / len(rows) if rows else float("nan"),
-                                  "basis": "share of rows whose held-out error lies within the 10th-90th percentile "
-                                           "of the other devices' held-out errors"},
+                                  "basis": "share of rows whose held-out error (predicted as a user's prediction is) "
+                                           "lies within the 10th-90th percentile of the other devices' ones"},
             "spearman": {"configs": rho, "median": statistics.median(rho.values()) if rho else float("nan"),
                          "min": min(rho.values()) if rho else float("nan")}}
 
