@@ -52,7 +52,15 @@ class _BusyLoops:
     def __init__(self) -> None:
         n = max(1, (os.cpu_count() or 2) // 2)
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-        time.sleep(0.3)  # let them get going
+        # wait until each is spinning (its own CPU time grows), not a fixed sleep: a slow start would otherwise
+        # leave the first timed window without its competitor
+        import psutil
+
+        handles = [psutil.Process(p.pid) for p in self.procs]
+        end = time.perf_counter() + 10.0
+        while time.perf_counter() < end and not all(
+                sum(h.cpu_times()[:2]) >= 0.1 for h in handles):
+            time.sleep(0.02)
 
     def kill(self) -> None:
         for p in self.procs:
@@ -84,8 +92,10 @@ def test_a_real_busy_process_is_seen_by_the_probe() -> None:
 def test_a_tiny_bench_beside_a_busy_loop_is_flagged_contended_and_measured_again() -> None:
     spec = get_workload("test_resnet")
     built = build(spec, spec.resolve({"image_size": "96", "num_classes": "10"}), CPU)
-    # windows of about a second: CPU time is counted in 10 ms ticks, so a short window cannot be judged
-    slow = replace(TINY_BUDGET, min_steps=25, max_steps=25, budget_s=10.0)
+    # windows of 1.5 s whatever the machine's speed (a step count gave 0.37 s on a faster CI machine): CPU time
+    # is counted in 10 ms ticks and the scheduler shares in slices, so a short window cannot be judged. The
+    # interval rule is made unreachable so that the time budget ends each attempt.
+    slow = replace(TINY_BUDGET, min_steps=5, max_steps=100_000, budget_s=1.5, ci_rel=1e-9)
     busy = _busy_loop()
     try:
         r = measure(built, "infer", "fp32", 2, slow, remeasure=1)
