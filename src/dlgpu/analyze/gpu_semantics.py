@@ -70,7 +70,8 @@ class _FusedAttention(torch.autograd.Function):
         qs, ks, vs = _gqa_shapes(q, k, v)
         lse = q.shape[0] * q.shape[1] * q.shape[2] * 4 if q.dim() == 4 else 0  # fp32 log-sum-exp per row
         recorder.record("scaled_dot_product_attention", "attention", str(q.dtype).replace("torch.", ""),
-                        float(fc.sdpa_flop_count(qs, ks, vs)), _nbytes(q, k, v, mask), _nbytes(out) + lse)
+                        float(fc.sdpa_flop_count(qs, ks, vs)), _nbytes(q, k, v, mask), _nbytes(out) + lse,
+                        _attention_gemm(qs, ks))
         ctx.recorder = recorder
         ctx.has_mask = mask is not None
         ctx.save_for_backward(q, k, v, out)
@@ -82,8 +83,16 @@ class _FusedAttention(torch.autograd.Function):
         qs, ks, vs = _gqa_shapes(q, k, v)
         ctx.recorder.record("scaled_dot_product_attention_backward", "attention", str(q.dtype).replace("torch.", ""),
                             float(fc.sdpa_backward_flop_count(grad.shape, qs, ks, vs)),
-                            _nbytes(grad, q, k, v, out), _nbytes(q, k, v))
+                            _nbytes(grad, q, k, v, out), _nbytes(q, k, v), _attention_gemm(qs, ks))
         return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), None, None, None, None
+
+
+def _attention_gemm(qs: Any, ks: Any) -> tuple[int, int, int, int] | None:
+    """A fused attention kernel as the predictor's GEMM (batch x heads, query rows, key rows, head size): the
+    flash kernels tile the query rows over the SMs, one (batch, head) per tile column."""
+    if len(qs) != 4:
+        return None
+    return int(qs[0]) * int(qs[1]), int(qs[2]), int(ks[2]), int(qs[3])
 
 
 @contextlib.contextmanager

@@ -127,6 +127,37 @@ def _flops(packet: Any, func: Any, kind: str, args: Any, kwargs: Any, out: Any) 
     return 0.0
 
 
+def _gemm(packet: Any, args: Any, out: Any) -> tuple[int, int, int, int] | None:
+    """The GEMM an operator is, as (batch, M, N, K), for the predictor's tile and wave model: matrix products
+    as written; a convolution as the implicit GEMM cuDNN runs (M = output pixels of the batch, N = output
+    channels, K = input channels x kernel area, per group); its backward by the forward's shape (the two
+    gradient GEMMs have the same FLOPs). None for everything else."""
+    try:
+        if packet in (aten.mm, aten._scaled_mm):
+            (m, k), n = args[0].shape, args[1].shape[-1]
+            return 1, int(m), int(n), int(k)
+        if packet is aten.addmm:
+            (m, k), n = args[1].shape, args[2].shape[-1]
+            return 1, int(m), int(n), int(k)
+        if packet in (aten.bmm, aten.baddbmm):
+            a, b = (args[0], args[1]) if packet is aten.bmm else (args[1], args[2])
+            return int(a.shape[0]), int(a.shape[1]), int(b.shape[-1]), int(a.shape[2])
+        if packet in CONV:
+            backward = packet is aten.convolution_backward
+            weight = args[2] if backward else args[1]
+            o = args[0] if backward else _tensors(out)[0]  # grad_output has the forward output's shape
+            g = args[9] if backward else (args[8] if len(args) > 8 else 1)
+            groups = int(g) if isinstance(g, int) and g > 0 else 1
+            if weight.dim() < 3 or o.dim() < 3:
+                return None
+            pixels = int(o.shape[0]) * int(torch.Size(o.shape[2:]).numel())
+            area = int(torch.Size(weight.shape[2:]).numel())
+            return groups, pixels, int(weight.shape[0]) // groups, int(weight.shape[1]) * area
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return None
+
+
 class OpRecorder(TorchDispatchMode):
     """Records every aten call while ``recording``; sizes what depends on values by ``data_dependent``.
 
@@ -140,7 +171,7 @@ class OpRecorder(TorchDispatchMode):
         super().__init__()
         self.recording = False
         self.phase = "forward"
-        self.calls: Counter[tuple[str, str, str, str, float, float, float]] = Counter()
+        self.calls: Counter[tuple[str, str, str, str, float, float, float, tuple[int, ...] | None]] = Counter()
         self.data = DataDependence()
         self._captures: list[Counter[Any]] = []
         self._folding = Folding(self)
@@ -187,10 +218,11 @@ class OpRecorder(TorchDispatchMode):
         """What ``data_dependent`` knows of ``t``'s values (hashable; None if nothing)."""
         return self.data.facts.get(t)
 
-    def record(self, name: str, kind: str, dtype: str, flops: float, read: float, written: float) -> None:
+    def record(self, name: str, kind: str, dtype: str, flops: float, read: float, written: float,
+               gemm: tuple[int, int, int, int] | None = None) -> None:
         """Record a call that is not an aten op of its own (a fused kernel standing for several)."""
         if self.recording:
-            self._sink()[(name, kind, self.phase, dtype, flops, read, written)] += 1
+            self._sink()[(name, kind, self.phase, dtype, flops, read, written, gemm)] += 1
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -238,7 +270,8 @@ class OpRecorder(TorchDispatchMode):
             read = _nbytes(outs) + _nbytes([args[1]])  # a lookup reads the rows it gathers, not the table
         dtype = str(outs[0].dtype if outs else (_tensors(args) or [torch.empty(0)])[0].dtype).replace("torch.", "")
         flops = _flops(packet, func, kind, args, kwargs, out)
-        return (packet.__name__, kind, self.phase, dtype, flops, read, written)
+        gemm = _gemm(packet, args, out) if kind in ("matmul", "conv") else None
+        return (packet.__name__, kind, self.phase, dtype, flops, read, written, gemm)
 
 
 class _TraceContext:
@@ -362,7 +395,7 @@ def profile(spec: WorkloadSpec, params: Mapping[str, Any], task: str, precision:
     tensors = sum(1 for p in inst.parameters() if p.requires_grad)
     ops = tuple(
         OpRecord(op=k[0], kind=k[1], phase=k[2], dtype=k[3], flops=k[4], bytes_read=k[5], bytes_written=k[6],
-                 count=n, launches=_launches(k[0], k[3], k[6], tensors) if target == "gpu" else 1)
+                 count=n, gemm=k[7], launches=_launches(k[0], k[3], k[6], tensors) if target == "gpu" else 1)
         for k, n in rec.calls.items()
     )
     return OpProfile(spec.name, task, precision, batch_size, dict(params), inst.num_parameters(), ops,

@@ -21,6 +21,7 @@ from dlgpu.workloads.registry import get_workload
 from dlgpu.workloads.select import parse_overrides
 
 from .fit import (
+    INNER_FOLDS,
     Sample,
     accuracy_report,
     errors_pct,
@@ -28,6 +29,7 @@ from .fit import (
     leave_one_architecture_out,
     leave_one_device_out,
     leave_one_workload_out,
+    select_ridge,
     summary,
     unfitted_terms,
 )
@@ -57,27 +59,62 @@ def calibration_rows(path: Path) -> list[dict[str, str]]:
 
 NGC_SOURCES = ("github.com/NVIDIA/DeepLearningExamples", "github.com/lambdal/deeplearning-benchmark")
 """Benchmarks run in NVIDIA's NGC PyTorch containers, where fp32 matmuls use TF32 on Ampere and newer
-(the containers enable it; so did PyTorch itself before 1.12). Their "fp32" rows on such GPUs are
-calibrated as tf32; everywhere else fp32 means PyTorch's current default (TF32 convolutions only)."""
+(the containers enable it; so did PyTorch itself before 1.12)."""
+
+
+def measured_precision(row: Mapping[str, str], gpu: Any) -> tuple[str, str]:
+    """(the precision a row's "fp32" really ran at, why): what fp32 means depends on the framework, its version and
+    the GPU generation.
+
+    - PyTorch in NVIDIA's NGC containers (``NGC_SOURCES``), and PyTorch before 1.12: TF32 for matmuls and
+      convolutions on GPUs with TF32 tensor cores (Ampere and newer): calibrated as ``tf32``.
+    - TensorFlow from 2.4 (and NVIDIA's TF1 containers from 20.06): TF32 by default for both, on the same GPUs
+      (``tf.config.experimental.enable_tensor_float_32_execution``, on by default): ``tf32``. Every TensorFlow row
+      on such a GPU is from a TF32-era release (the GPUs need CUDA 11).
+    - PyTorch 1.12 and later elsewhere: fp32 matmuls in full fp32, convolutions on TF32 (cuDNN's default, which
+      ``roofline.unit_peak`` applies): ``fp32``.
+    fp16 needs no mapping: autocast's casts are traced, and fp16 with fp32 accumulation on GeForce cards is
+    ``roofline.unit_peak``'s rule."""
+    if row["precision"] != "fp32" or not getattr(gpu, "tf32_flops_per_s", None):
+        return row["precision"], "as published"
+    if (row.get("framework") or "pytorch") == "tensorflow":
+        return "tf32", "TensorFlow runs fp32 matmuls and convolutions on TF32 by default from 2.4"
+    if any(src in (row.get("source_url") or "") for src in NGC_SOURCES):
+        return "tf32", "NVIDIA's NGC PyTorch containers enable TF32 for fp32 matmuls"
+    return "fp32", "PyTorch >= 1.12: fp32 matmuls in fp32, convolutions on TF32 (cuDNN's default)"
+
+
+SOURCE_SETTINGS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
+    ("github.com/NVIDIA/DeepLearningExamples", "ssd300", "infer", {"detections": "false"}),
+)
+"""What a source's benchmark timed where it differs from the workload's default, as (source, workload, task,
+settings): NVIDIA's SSD inference benchmark times ``model(img)`` on a normalized batch, the network's raw box and
+class outputs, without decoding or non-maximum suppression (``benchmark_inference_loop`` in
+DeepLearningExamples/PyTorch/Detection/SSD/ssd/train.py), which dlgpu's ssd300 inference includes by default."""
+
+
+def source_settings(row: Mapping[str, str]) -> dict[str, str]:
+    """The workload settings a row's source measured with (``SOURCE_SETTINGS``); the row's own overrides win."""
+    url = row.get("source_url") or ""
+    out: dict[str, str] = {}
+    for source, workload, task, settings in SOURCE_SETTINGS:
+        if source in url and row.get("workload") == workload and row.get("task") == task:
+            out.update(settings)
+    return out
 
 
 def source_stack(row: Mapping[str, str]) -> str:
-    """The benchmark suite a row comes from (``owner/repo`` of a GitHub source, else the host): rows from
-    one suite share its software stack, whose speed relative to the others is fitted (see
+    """The software stack a row was measured with: the benchmark suite (``owner/repo`` of a GitHub source, else
+    the host) and, where the source pins one, its version (``@`` and the first 7 characters of the commit the
+    table was read at: Lambda's 2022 and 2023 tables are two versions of one repository, run in different NGC
+    containers). Rows of one stack share its speed relative to the others, which is fitted (see
     ``roofline.scale_terms``)."""
     url = row.get("source_url") or ""
-    m = re.match(r"https?://(?:www\.)?github\.com/([^/]+/[^/#?]+)", url)
+    m = re.match(r"https?://(?:www\.)?github\.com/([^/]+/[^/#?]+)(?:/(?:blob|tree)/([0-9a-f]{40}))?", url)
     if m:
-        return m.group(1)
+        return m.group(1) + (f"@{m.group(2)[:7]}" if m.group(2) else "")
     m = re.match(r"https?://(?:www\.)?([^/]+)", url)
     return m.group(1) if m else ""
-
-
-def _row_precision(row: Mapping[str, str], gpu: Any) -> str:
-    ngc = any(s in (row.get("source_url") or "") for s in NGC_SOURCES)
-    if row["precision"] == "fp32" and ngc and gpu.tf32_flops_per_s:
-        return "tf32"
-    return row["precision"]
 
 
 def _split_overrides(text: str) -> tuple[dict[str, str], bool]:
@@ -97,7 +134,8 @@ def calibration_samples(rows: Sequence[dict[str, str]], catalog: Catalog,
                 raise BadInput("llama.cpp rows measure a different runtime than the PyTorch steps dlgpu traces")
             gpu = catalog.gpu(row["hardware"])
             kv, opt = _split_overrides(row.get("overrides", ""))
-            precision = _row_precision(row, gpu)
+            kv = {**source_settings(row), **kv}
+            precision = measured_precision(row, gpu)[0]
             prof = profiles(row["workload"], row["task"], precision, int(row["batch_size"]), kv, opt)
             samples.append(Sample(
                 label=f"{row['workload']} {row['task']} {row['hardware']} {row['precision']} bs{row['batch_size']}"
@@ -198,15 +236,23 @@ def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: 
     docs = bench_documents(benches)
     cpu_samples, cpu_skipped = bench_samples(docs, catalog, profiles)
     everything = samples + cpu_samples
-    cal = fit(everything)
+    # the ridge is chosen on an inner split of the devices, never on the held-out errors reported below
+    ridge, ridge_scores = select_ridge(samples, cpu_samples)
+    cal = fit(everything, ridge=ridge)
+    lowo = leave_one_workload_out(samples, extra=cpu_samples, nested=True)
     doc = {
         "schema": CALIBRATION_SCHEMA,
         "values": cal.values,
+        "ridge": {"chosen": ridge, "inner_median_abs_error_pct": {str(k): v for k, v in ridge_scores.items()},
+                  "basis": f"median |error| of held-out devices over {INNER_FOLDS} device groups, as a user's "
+                           "prediction is made; the reported held-out errors choose their ridge the same way on "
+                           "their own training rows (nested)"},
         "rows_used": len(samples),
         "rows_skipped": [{"row": i + 2, "reason": r} for i, r in skipped],
         "in_sample": summary(errors_pct(cal, samples)),
-        "leave_one_device_out": (lodo := leave_one_device_out(samples, extra=cpu_samples)),
+        "leave_one_device_out": (lodo := leave_one_device_out(samples, extra=cpu_samples, nested=True)),
         "accuracy": accuracy_report(lodo["rows"]),
+        "leave_one_workload_out": {**lowo, "accuracy": accuracy_report(lowo["rows"])},
         "unfitted_terms": unfitted_terms(everything, cal),
         **extrapolation_report(samples, cpu_samples),
         "cpu": {

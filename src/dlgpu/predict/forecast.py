@@ -100,9 +100,24 @@ def predict(profiles: ProfileSource, catalog: Catalog, cal: Calibration, workloa
         provenance=_provenance(cal, gpu))
 
 
+def stack_statement(cal: Calibration) -> str:
+    """The software stack a GPU prediction is for, in words: eager PyTorch at the average speed of the benchmark
+    suites (and versions) the calibration fitted a factor for (``roofline.scale_terms``), with their range."""
+
+    stacks = {k.split(":", 1)[1] for k in cal.values if k.startswith("stack:") and k != "stack:dlgpu-bench"}
+    versioned = {s.split("@", 1)[0] for s in stacks if "@" in s}
+    factors = {s: cal.scale("pytorch", s) for s in stacks if s not in versioned}
+    if not factors:
+        return "for eager PyTorch"
+    lo, hi = min(factors, key=factors.__getitem__), max(factors, key=factors.__getitem__)
+    return (f"for eager PyTorch at the average speed of the {len(factors)} calibrated software stacks (factor 1; "
+            f"fitted from {factors[lo]:.2f}x, {lo}, to {factors[hi]:.2f}x, {hi})")
+
+
 def _provenance(cal: Calibration, gpu: GpuSpec) -> str:
     if gpu.kind != "cpu":
-        return "predicted: per-operator roofline with efficiencies fitted to published measurements"
+        return ("predicted: per-operator roofline with efficiencies fitted to published measurements, "
+                + stack_statement(cal))
     text = ("predicted: per-operator roofline with CPU efficiencies fitted to what `dlgpu bench` measured on CPUs "
             "(see `dlgpu calibrate`)")
     if gpu.memory_bandwidth_bytes_per_s and "cpu:mem" in (cal.fit.get("unfitted_terms") or []):

@@ -93,38 +93,92 @@ def efficiency_terms(unit: str, group: str, gen: str, phase: str = "forward") ->
     tried and gave a worse leave-one-device-out error: too few rows per generation.) On CPUs, one per
     phase too: oneDNN's backward kernels reach a lower share of peak than its forward ones (ResNet-50
     trains 4.3x, BERT 5.6x slower than it infers on the development machine, for 3x the FLOPs)."""
-    if gen == "cpu":
-        return (f"{unit}:{group}", f"cpu:phase:{phase}")
+    if gen == "cpu":  # forward is the reference: the base is a forward kernel's share of peak
+        return (f"{unit}:{group}",) if phase == "forward" else (f"{unit}:{group}", f"cpu:phase:{phase}")
     return (f"{unit}:{group}", f"gen:{gen}")
 
 
-def overhead_terms(gen: str) -> tuple[str, str | None]:
-    """(fixed device cost per kernel, host dispatch per operator or None): on a CPU, dispatch is not
-    overlapped with the work, so it is one per-operator cost added to the step."""
+EFFICIENCY_CEILING = 2.0
+"""The most an efficiency base may reach as a share of the unit's counted peak: profiles count the FLOPs of eager,
+unfused operators, and a fused kernel (cuDNN's convolution with its bias and activation) does up to about that
+much less than counted; more would not be physical, so the fit is bounded there (``fit.bounds``)."""
+
+PHASE_RANGE = 8.0
+"""A CPU phase's kernels reach between 1/8 and 8 times the forward kernels' share of peak (bounds of the fit): oneDNN's
+backward kernels are slower than its forward ones (ResNet-50 trains 4.3x slower than it infers here, for 3x the
+FLOPs), but not by orders of magnitude."""
+
+
+def overhead_terms(gen: str) -> tuple[str, tuple[str, ...]]:
+    """(fixed device cost per kernel, the terms of the host's dispatch time per operator, none on a CPU): on a
+    CPU, dispatch is not overlapped with the work, so it is one per-operator cost added to the step. On GPUs the
+    host's time per operator has a common base and an offset per generation: the hosts a generation shipped in and
+    the framework versions of its day differ (ResNet-50 inference at batch 1 takes about 10 ms on a V100 or a T4
+    in NVIDIA's 2020-21 tables, the host's dispatch of ~200 operators, while SSD300 at batch 1 on an A100 takes
+    6 ms for twice the operators)."""
     if gen == "cpu":
-        return "cpu:op_s", None
-    return "kernel_s", "launch_s"
+        return "cpu:op_s", ()
+    return "kernel_s", ("launch_s", f"launch:{gen}")
 
 
-def memory_terms(gen: str, kind: str) -> tuple[str, ...]:
+def memory_terms(gen: str, kind: str, in_l2: bool = False) -> tuple[str, ...]:
     """Achieved share of memory bandwidth: a common base, an offset per operator kind (a norm's two
-    passes and a strided copy stream less well than an elementwise op) and one per generation."""
+    passes and a strided copy stream less well than an elementwise op) and one per generation; on a GPU, one more
+    for an operator whose tensors fit in the L2 cache (``fits_l2``): written by one kernel and read by the next,
+    they need not go to DRAM."""
+    l2 = ("l2:hit",) if in_l2 and gen != "cpu" else ()
     if kind in DENSE:  # GEMMs, convolutions and attention stream at the common efficiency (GEMV in decode)
-        return ("cpu:mem",) if gen == "cpu" else ("mem", f"mem:{gen}")
+        return ("cpu:mem",) if gen == "cpu" else ("mem", f"mem:{gen}", *l2)
     if gen == "cpu":
         return ("cpu:mem", f"cpu:mem-kind:{kind}")
-    return ("mem", f"mem:{gen}", f"mem-kind:{kind}")
+    return ("mem", f"mem:{gen}", f"mem-kind:{kind}", *l2)
+
+
+def fits_l2(op: OpRecord, gpu: GpuSpec) -> bool:
+    """Whether an operator's tensors (read and written) fit in the device's L2 cache (False where the catalog has
+    no L2 size)."""
+    return bool(gpu.l2_cache_bytes) and gpu.kind != "cpu" and op.bytes <= float(gpu.l2_cache_bytes or 0)
+
+
+TILES: dict[str, tuple[tuple[int, int], ...]] = {
+    "tensor": ((256, 128), (128, 128), (128, 64), (64, 64)),
+    "tensor-tf32": ((256, 128), (128, 128), (128, 64), (64, 64)),
+    "vector": ((128, 128), (128, 64), (64, 64), (32, 32)),
+}
+"""Output tiles (rows x columns of C) a GEMM library picks from, largest first, per unit: CUTLASS's default
+threadblock shapes for tensor-core GEMMs (256x128, 128x128, 128x64, 64x64) and its SIMT ones for fp32 on the
+vector units. The largest tile that still gives every SM a tile is taken, as cuBLAS's heuristics prefer."""
+
+
+def gemm_utilization(gemm: tuple[int, ...] | None, unit: str, sms: int | None) -> float:
+    """Share of the SMs' tile slots a GEMM (batch, M, N, K) keeps busy: its tiles (padded to tile multiples)
+    run in waves of one tile per SM, and the last wave is partly idle (wave and tile quantization, as NeuSight and
+    Habitat model it). 1.0 where the shape or the SM count is unknown, or on a CPU. The predictor raises it to a
+    fitted power (``shape:alpha``): how much of the idle share really costs time is the data's to say."""
+    tiles_of = TILES.get(unit)
+    if not gemm or len(gemm) != 4 or not sms or tiles_of is None:
+        return 1.0
+    b, m, n, _k = (max(1, int(x)) for x in gemm)
+    for tm, tn in tiles_of:
+        tiles = b * math.ceil(m / tm) * math.ceil(n / tn)
+        if tiles >= sms:
+            break
+    waves = math.ceil(tiles / sms)
+    return min(1.0, (b * m * n) / (waves * sms * tm * tn))
 
 
 def scale_terms(framework: str, stack: str) -> tuple[str, ...]:
     """Step-time factors of the software that measured: the framework (TensorFlow's graph runtime vs eager
     PyTorch) and the stack, i.e. the benchmark suite (NVIDIA's tuned container scripts, a plain Hugging
-    Face loop). Unknown ones get factor 1: the average of the stacks calibrated on."""
+    Face loop) with an offset per version of it where the source pins one (``suite@version``: another container,
+    another framework release). Unknown ones get factor 1: the average of the stacks calibrated on."""
+    suite = stack.split("@", 1)[0]
     return tuple(t for t in (f"framework:{framework}" if framework != "pytorch" else "",
-                             f"stack:{stack}" if stack else "") if t)
+                             f"stack:{suite}" if suite else "",
+                             f"stack:{stack}" if "@" in stack else "") if t)
 
 
-RIDGED = ("gen:", "mem:", "stack:", "mem-kind:", "cpu:mem-kind:")
+RIDGED = ("gen:", "mem:", "stack:", "mem-kind:", "cpu:mem-kind:", "launch:", "l2:")
 """Offsets penalised towards 0 in the fit (see calibrate.RIDGE): with few rows they stay near the common value."""
 
 
@@ -138,12 +192,14 @@ class Calibration:
     def _sum(self, terms: tuple[str, ...]) -> float:
         return sum(self.values.get(t, math.log(0.5) if i == 0 else 0.0) for i, t in enumerate(terms))
 
-    def efficiency(self, unit: str, kind: str, gen: str, phase: str = "forward") -> float:
-        """Achieved share of a unit's peak on an operator kind in a generation.
+    def efficiency(self, unit: str, kind: str, gen: str, phase: str = "forward", utilization: float = 1.0) -> float:
+        """Achieved share of a unit's peak on an operator kind in a generation, times the operator's
+        ``gemm_utilization`` raised to the fitted ``shape:alpha``.
 
         Not capped at 1: profiles count FLOPs and bytes of eager, unfused operators, and fused kernels
         (cuDNN's conv+bias+ReLU, Adam's multi-tensor apply) do less than that."""
-        return math.exp(self._sum(efficiency_terms(unit, kind, gen, phase)))
+        alpha = math.exp(self.values["shape:alpha"]) if "shape:alpha" in self.values else 0.0
+        return math.exp(self._sum(efficiency_terms(unit, kind, gen, phase))) * utilization ** alpha
 
     def seconds_per_flop(self, unit: str, peak: float, tdp_w: float | None) -> float:
         """1 / peak, plus a power limit: sustained FLOP/s cannot exceed what the board's power budget feeds
@@ -154,11 +210,15 @@ class Calibration:
             return 1.0 / peak
         return 1.0 / peak + 1.0 / (tdp_w * math.exp(j))
 
-    def memory_efficiency(self, gen: str, kind: str) -> float:
-        return math.exp(self._sum(memory_terms(gen, kind)))
+    def memory_efficiency(self, gen: str, kind: str, in_l2: bool = False) -> float:
+        return math.exp(self._sum(memory_terms(gen, kind, in_l2)))
 
     def scale(self, framework: str, stack: str) -> float:
         return math.exp(sum(self.values.get(t, 0.0) for t in scale_terms(framework, stack)))
+
+    def scale_of(self, terms: tuple[str, ...]) -> float:
+        """exp of the sum of offsets (0 for a term the fit never saw)."""
+        return math.exp(sum(self.values.get(t, 0.0) for t in terms))
 
     def positive(self, name: str, default: float) -> float:
         v = self.values.get(name)
@@ -229,16 +289,17 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
     if not gpu.fp32_flops_per_s or (not bw and gpu.kind != "cpu"):
         raise BadInput(f"{gpu.id}: the catalog has no memory bandwidth or FP32 peak for it; cannot predict")
     gen = generation(gpu)
-    kernel_term, launch_term = overhead_terms(gen)
+    kernel_term, launch_terms = overhead_terms(gen)
     per_kernel = cal.positive(kernel_term, 3e-6)
     compute = memory = tensor_flops = 0.0
     per_op: list[float] = []
     units: list[str] = []
     for op in profile.ops:
         unit, peak = unit_peak(op, gpu, precision)
-        e = cal.efficiency(unit, op_group(op), gen, op.phase)
+        u = gemm_utilization(op.gemm, unit, gpu.sm_count if gpu.kind != "cpu" else None)
+        e = cal.efficiency(unit, op_group(op), gen, op.phase, u)
         t_c = op.flops * cal.seconds_per_flop(unit, peak, gpu.tdp_w) / e if peak else 0.0
-        t_m = op.bytes / (bw * cal.memory_efficiency(gen, op.kind)) if bw else 0.0
+        t_m = op.bytes / (bw * cal.memory_efficiency(gen, op.kind, fits_l2(op, gpu))) if bw else 0.0
         if t_c >= t_m:
             compute += t_c * op.count
         else:
@@ -248,10 +309,10 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
         if unit in ("tensor", "tensor-tf32", "cpu-matrix"):
             tensor_flops += op.flops * op.count
     overhead = per_kernel * profile.kernels
-    if launch_term is not None:
+    if launch_terms:
         # Eager PyTorch launches GPU kernels from one host thread: when kernels are tiny (batch 1), the
         # host's dispatch time per operator bounds the step instead of the device.
-        host = cal.positive(launch_term, 1e-5) * profile.kernels
+        host = cal.positive(launch_terms[0], 1e-5) * cal.scale_of(launch_terms[1:]) * profile.kernels
         if host > compute + memory + overhead:
             overhead = host - compute - memory
     scale = cal.scale(framework, stack)

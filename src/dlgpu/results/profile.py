@@ -24,6 +24,7 @@ class OpRecord:
     bytes_written: float  # per call
     count: int
     launches: int = 1  # GPU kernels per call (a multi-tensor ``_foreach_`` op launches several)
+    gemm: tuple[int, ...] | None = None  # (batch, M, N, K) of a matrix product, convolution or attention
 
     @property
     def bytes(self) -> float:
@@ -86,7 +87,13 @@ class OpProfile:
 
 def profile_from_dict(d: dict[str, Any]) -> OpProfile:
     """The inverse of ``OpProfile.to_dict`` (the derived totals are recomputed from the operators)."""
-    ops = tuple(OpRecord(**{k: o[k] for k in OpRecord.__dataclass_fields__ if k in o}) for o in d["ops"])
+    def record(o: dict[str, Any]) -> OpRecord:
+        fields: dict[str, Any] = {k: o[k] for k in OpRecord.__dataclass_fields__ if k in o}
+        if fields.get("gemm") is not None:  # JSON keeps a tuple as a list
+            fields["gemm"] = tuple(fields["gemm"])
+        return OpRecord(**fields)
+
+    ops = tuple(record(o) for o in d["ops"])
     return OpProfile(workload=d["workload"], task=d["task"], precision=d["precision"], batch_size=d["batch_size"],
                      params=dict(d["params"]), parameters=d["parameters"], ops=ops,
                      activation_bytes=d.get("activation_bytes"), state_bytes=d.get("state_bytes"),

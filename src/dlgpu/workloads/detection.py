@@ -106,7 +106,9 @@ SSD300_NUM_ANCHORS = 8732  # 38²·4 + 19²·6 + 10²·6 + 5²·6 + 3²·4 + 1²
     quick_batch_size=2,
     facts=SSD300_FACTS,
     sample_unit="image",
-    params=(Param("num_classes", 81, "classes including background (COCO: 80 + 1)", minimum=2), _OBJECTS),
+    params=(Param("num_classes", 81, "classes including background (COCO: 80 + 1)", minimum=2), _OBJECTS,
+            Param("detections", True, "inference decodes boxes and runs non-maximum suppression (false: the "
+                  "network's raw outputs only, as NVIDIA's benchmark-inference mode times it)", minimum=None)),
     channels_last=False,  # list input: see the module docstring
     notes="Training needs at least 2 images per batch: the last extra block's BatchNorm sees a 1x1 map, "
     "so at batch 1 it has one value per channel and PyTorch refuses to train it (as in NVIDIA's model).",
@@ -122,7 +124,7 @@ def ssd300(p: Mapping[str, Any]) -> DetectionWorkload:
     model = build_ssd300(p["num_classes"])
     # NVIDIA: SGD momentum 0.9, lr 2.6e-3 at 32 images per GPU, weight decay 5e-4.
     return DetectionWorkload(model, _sgd(model, lr=2.6e-3, weight_decay=5e-4), 300, p["num_classes"],
-                             p["objects_per_image"], with_masks=False)
+                             p["objects_per_image"], with_masks=False, detections=p["detections"])
 
 
 @register_workload(
@@ -137,6 +139,7 @@ def ssd300(p: Mapping[str, Any]) -> DetectionWorkload:
         Param("image_size", 64, "input height and width", minimum=16),
         Param("num_classes", 5, "classes including background", minimum=2),
         Param("objects_per_image", 3, "ground-truth objects per image"),
+        Param("detections", True, "inference decodes boxes and runs NMS (false: raw outputs only)", minimum=None),
     ),
     channels_last=False,
     tiny=True,
@@ -155,7 +158,8 @@ def test_ssd(p: Mapping[str, Any]) -> DetectionWorkload:
     size = (p["image_size"], p["image_size"])
     model = SSD(_TinySSDBackbone(channels), anchors, size, p["num_classes"], head=head)
     return DetectionWorkload(model, _sgd(model, lr=1e-2, weight_decay=5e-4), p["image_size"],
-                             p["num_classes"], p["objects_per_image"], with_masks=False)
+                             p["num_classes"], p["objects_per_image"], with_masks=False,
+                             detections=p["detections"])
 
 
 # --- Mask R-CNN -----------------------------------------------------------------------------------------
