@@ -71,12 +71,17 @@ def main() -> int:
           f"lowest {rho['min']:.2f} over {len(rho['configs'])} configurations", file=sys.stderr)
     print(f"leave-one-architecture-out: median |error| {loao['median_abs_error_pct']:.1f}%, p90 "
           f"{loao.get('p90_abs_error_pct', float('nan')):.1f}%", file=sys.stderr)
+    dis = doc.get("source_disagreement") or {}
+    if dis.get("configurations"):
+        print(f"suites disagree on {len(dis['configurations'])} configurations they both published: median "
+              f"{dis['median_ratio']:.2f}x apart, a floor of {dis['median_floor_pct']:.0f}% under a prediction for one "
+              f"stack", file=sys.stderr)
     for name, ok in checks.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}", file=sys.stderr)
     if args.json:
         print(json.dumps({"schema": "dlgpu.bench-predict-accuracy/1", "checks": checks, "accuracy": acc,
                           "leave_one_workload_out": lowo, "leave_one_architecture_out": loao,
-                          "ridge": doc.get("ridge")}, indent=1))
+                          "ridge": doc.get("ridge"), "source_disagreement": dis}, indent=1))
     return 1 if args.check and not all(checks.values()) else 0
 
 

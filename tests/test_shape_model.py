@@ -200,3 +200,23 @@ def test_fp32_means_what_the_framework_and_generation_made_of_it() -> None:
     assert measured_precision(ngc, a100)[0] == "tf32" and measured_precision(ngc, v100)[0] == "fp32"
     assert measured_precision(plain, a100)[0] == "fp32"
     assert measured_precision({**tf, "precision": "fp16"}, a100)[0] == "fp16"
+
+
+def test_suites_that_disagree_set_a_floor_under_a_one_stack_prediction() -> None:
+    from dlgpu.predict.calibration import source_disagreement
+    from dlgpu.predict.fit import Sample
+
+    a100 = A100
+    prof = OpProfile("resnet50", "train", "fp16", 256, {}, 0, ())
+
+    def row(stack: str, sps: float, workload: str = "resnet50") -> Sample:
+        return Sample(f"{stack} {sps}", "vision", OpProfile(workload, "train", "fp16", 256, {}, 0, ()), a100, "fp16",
+                      "pytorch", sps, stack)
+
+    rows = [row("NVIDIA/DLE@729963d", 2470), row("lambdal/bench@aa5addb", 1582), row("lambdal/bench@fe45048", 1500),
+            row("NVIDIA/DLE@729963d", 900, "bert_large")]  # one suite only: no pair
+    dis = source_disagreement(rows)
+    assert list(dis["configurations"]) == ["resnet50 train a100-sxm4-80gb fp16"] and prof.batch_size == 256
+    # each suite's best figure (Lambda's two versions are one suite): 2470 / 1582
+    assert dis["median_ratio"] == pytest.approx(2470 / 1582)
+    assert dis["median_floor_pct"] == pytest.approx(100 * (math.sqrt(2470 / 1582) - 1))

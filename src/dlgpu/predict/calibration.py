@@ -210,6 +210,31 @@ def bench_samples(docs: Sequence[Mapping[str, Any]], catalog: Catalog,
     return samples, skipped
 
 
+def source_disagreement(samples: Sequence[Sample]) -> dict[str, Any]:
+    """How far the published figures of one configuration (workload, task, GPU, precision as run, shape parameters)
+    differ between
+    benchmark suites, each at its own batch: a floor under any prediction made for one stated stack, which cannot
+    be within less than sqrt(max / min) - 1 of both. The reason a user's prediction misses more than a row with its
+    own suite's correction does."""
+    import math
+    import statistics
+
+    groups: dict[tuple[str, str, str, str, str], dict[str, float]] = {}
+    for smp in samples:
+        suite = smp.stack.split("@", 1)[0]
+        shape = " ".join(f"{k}={v}" for k, v in sorted(smp.profile.params.items()))  # e.g. the sequence length
+        key = (smp.profile.workload, smp.profile.task, smp.gpu.id, smp.precision, shape)
+        best = groups.setdefault(key, {})
+        best[suite] = max(best.get(suite, 0.0), smp.measured_samples_per_s)  # a suite's best batch
+    pairs = {f"{w} {t} {g} {p} {shape}".strip(): max(v.values()) / min(v.values())
+             for (w, t, g, p, shape), v in sorted(groups.items()) if len(v) >= 2}
+    floors = [100 * (math.sqrt(r) - 1) for r in pairs.values()]
+    return {"configurations": pairs, "median_ratio": statistics.median(pairs.values()) if pairs else None,
+            "median_floor_pct": statistics.median(floors) if floors else None,
+            "basis": "configurations two or more suites published (each suite's fastest batch): max / min of their "
+                     "figures; a prediction for one stack is at least sqrt(max / min) - 1 off one of them"}
+
+
 def extrapolation_report(samples: Sequence[Sample], cpu_samples: Sequence[Sample]) -> dict[str, Any]:
     """The architectures the calibration rows cover, and the leave-one-architecture-out errors: the interval of
     a prediction on an architecture with no row (``forecast.interval``)."""
@@ -253,6 +278,7 @@ def calibrate(profiles: ProfileSource, data_files: Sequence[Path] = (), output: 
         "leave_one_device_out": (lodo := leave_one_device_out(samples, extra=cpu_samples, nested=True)),
         "accuracy": accuracy_report(lodo["rows"]),
         "leave_one_workload_out": {**lowo, "accuracy": accuracy_report(lowo["rows"])},
+        "source_disagreement": source_disagreement(samples),
         "unfitted_terms": unfitted_terms(everything, cal),
         **extrapolation_report(samples, cpu_samples),
         "cpu": {

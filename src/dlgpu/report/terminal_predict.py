@@ -132,6 +132,11 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
         console.print(f"{cov['stated']:.0%} interval covers {cov['observed']:.0%} of held-out devices' rows; rank "
                       f"correlation across devices (Spearman) median {rho['median']:.2f}, lowest {rho['min']:.2f} "
                       f"over {len(rho['configs'])} configurations measured on 3+ devices")
+    dis = doc.get("source_disagreement") or {}
+    if dis.get("configurations"):
+        console.print(f"suites disagree: {len(dis['configurations'])} configurations published by two or more suites "
+                      f"differ by a median {dis['median_ratio']:.2f}x, so a prediction for one stated stack is at "
+                      f"least {dis['median_floor_pct']:.0f}% off one of them (median)")
     loao = (doc.get("leave_one_architecture_out") or {}).get("overall")
     if loao:
         console.print(f"leave-one-architecture-out median |error| {loao['median_abs_error_pct']:.1f}%: the interval of "
