@@ -49,7 +49,7 @@ def main() -> int:
         "LODO median <= 10%": o["median_abs_error_pct"] <= 10,
         "LODO p90 <= 30%": o["p90_abs_error_pct"] <= 30,
         "80% interval covers 75-85%": 0.75 <= cov["observed"] <= 0.85,
-        "Spearman rho >= 0.9 (lowest)": rho["min"] >= 0.9,
+        "Spearman rho >= 0.9 (lowest)": round(rho["min"], 9) >= 0.9,  # 0.9 is one swap of 5 devices
     }
     print(f"leave-one-device-out over {o['n']} rows: median |error| {o['median_abs_error_pct']:.1f}%, 90th percentile "
           f"{o['p90_abs_error_pct']:.1f}%", file=sys.stderr)
