@@ -193,6 +193,23 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
                     batch_size, overrides)
 
 
+def predict_llm(model: str, hardware: str, weight_format: str, task: str = "decode", batch_size: int | None = None,
+                overrides: Mapping[str, str] | None = None, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """``dlgpu.llm-predict/1``: an LLM's decode or prefill on a catalog GPU as a named runtime serves it, with its
+    memory and the command that verifies it (``llm.predict``)."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.llm.predict import predict_llm as run
+
+    return run(load_catalog(catalog_files), model, hardware, weight_format, task, batch_size, overrides or {})
+
+
+def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """``dlgpu.llm-calibration/1``: refit the LLM inference model on published rows (``llm.calibration``)."""
+    from dlgpu.llm.calibration import calibrate_llm as run
+
+    return run(output, data_files)
+
+
 def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
     """``dlgpu.validate/1``: every row of a file in the calibration file's columns predicted, with its error."""
     from dlgpu.analyze.profiles import profile

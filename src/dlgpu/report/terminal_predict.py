@@ -155,3 +155,42 @@ def print_calibration(console: Console, doc: dict[str, Any]) -> None:
     if mem.get("n"):
         console.print(f"memory model vs measured peaks: median |error| {mem['median_abs_error_pct']:.1f}% over "
                       f"{mem['n']} results (+{mem['runtime_bytes'] / GIB:.2f} GiB runtime, the median difference)")
+
+
+def print_llm_prediction(console: Console, doc: dict[str, Any]) -> None:
+    """``dlgpu.llm-predict/1``: an LLM's decode or prefill on a device, predicted, with its memory."""
+    mem = doc["memory"]
+    head = (f"{escape(doc['model_name'])} ({doc['weight_format']}, KV {doc['kv_format']}) on "
+            f"{escape(doc['hardware_name'])}, {doc['runtime']}, batch {doc['batch_size']}: ")
+    iv = doc.get("interval")
+    rng = f" (likely {iv['low']:,.1f}-{iv['high']:,.1f})" if iv else ""
+    if doc["task"] == "decode":
+        console.print(head + f"{doc['tokens_per_s_per_sequence']:,.1f} tokens/s per sequence{rng}, "
+                      f"{doc['tpot_ms']:.2f} ms per output token, {doc['tokens_per_s_total']:,.1f} tokens/s in total "
+                      "(predicted)")
+    else:
+        console.print(head + f"prompt of {doc['prompt_tokens']} tokens in {doc['ttft_ms']:,.1f} ms (time to first "
+                      f"token), {doc['tokens_per_s_per_sequence']:,.0f} tokens/s{rng} (predicted)")
+    usable = mem.get("usable_bytes")
+    fit = ("fits" if mem.get("fits") else "does not fit") if mem.get("fits") is not None else "no memory size"
+    console.print(f"  memory: weights {mem['weights_bytes'] / GIB:.2f} GiB + KV cache "
+                  f"{mem['kv_cache_bytes'] / GIB:.2f} GiB + activations {mem['activation_bytes'] / GIB:.2f} GiB = "
+                  f"{mem['total_bytes'] / GIB:.2f} GiB"
+                  + (f" of {usable / GIB:.2f} GiB usable: {fit}" if usable else f": {fit}"))
+    if doc.get("note"):
+        console.print(f"  {escape(doc['note'])}: the speed above is what the device would do if it held the model")
+    console.print(f"  basis: {escape(doc['basis'])}")
+    if iv:
+        console.print(f"  range: {escape(iv['basis'])}")
+    console.print(f"  verify with: {escape(doc['verify'])}")
+
+
+def print_llm_calibration(console: Console, doc: dict[str, Any]) -> None:
+    """``dlgpu.llm-calibration/1``: the LLM model's fit and its leave-one-device-out errors per phase."""
+    o = doc["leave_one_device_out"]
+    console.print(f"fitted on {doc['rows_used']} published rows ({len(doc['rows_skipped'])} not used) over "
+                  f"{len(doc['devices'])} devices; in-sample median |error| "
+                  f"{doc['in_sample']['median_abs_error_pct']:.1f}%")
+    for phase, s in o["by_phase"].items():
+        console.print(f"  leave-one-device-out {phase}: median |error| {s['median_abs_error_pct']:.1f}%, 90th "
+                      f"percentile {s['p90_abs_error_pct']:.1f}% over {s['n']} rows")

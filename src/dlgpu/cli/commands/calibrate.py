@@ -18,13 +18,23 @@ def add_parser(sub: Subparsers) -> None:
     c.add_argument("--bench", action="append", type=Path, metavar="FILE",
                    help="a `dlgpu bench --json` document whose CPU results to fit CPU efficiencies on "
                         "(repeatable; default: the documents shipped with dlgpu)")
+    c.add_argument("--llm", action="store_true",
+                   help="refit the LLM inference model on published llama.cpp rows instead (writes the package's "
+                        "llm/data/llm_calibration.json, or --output)")
     add_json(c, CALIBRATION_SCHEMA)
     c.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlgpu.report.terminal_predict import print_calibration
+    from dlgpu.report.terminal_predict import print_calibration, print_llm_calibration
 
+    if args.llm:
+        llm = api.calibrate_llm(args.output, args.data)
+        if args.json:
+            emit_json(llm)
+        else:
+            print_llm_calibration(console(), llm)
+        return 0
     doc = api.calibrate(args.data, args.output, args.bench)
     if args.json:
         emit_json(doc)

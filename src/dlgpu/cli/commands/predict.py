@@ -12,20 +12,21 @@ from dlgpu.cli.common import (
     add_db,
     add_json,
     add_overrides,
-    add_precision,
-    add_task,
     console,
     emit_json,
 )
-from dlgpu.results import PREDICT_SCHEMA
+from dlgpu.results import PRECISIONS, PREDICT_SCHEMA, TASKS
 
 
 def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("predict", help="predict a workload on a catalog GPU you may not have")
     p.add_argument("workload")
     p.add_argument("--hardware", "-H", required=True, metavar="ID", help="a catalog id (see `dlgpu hardware list`)")
-    add_precision(p)
-    add_task(p)
+    p.add_argument("--precision", "-p", default="fp32", choices=(*PRECISIONS, *_llm_formats()),
+                   help="fp32, tf32, bf16, fp16; for an LLM's decode or prefill, a weight format (int8, int4, q4_k_m, "
+                        "q8_0, fp8, nvfp4, ...)")
+    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "prefill"),
+                   help="train, infer, decode (a step, traced); for an LLM served by a runtime, decode or prefill")
     add_batch_size(p)
     add_overrides(p)
     add_catalog(p)
@@ -35,8 +36,24 @@ def add_parser(sub: Subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def _llm_formats() -> tuple[str, ...]:
+    from dlgpu.llm.formats import WEIGHT_FORMATS
+
+    return tuple(f for f in WEIGHT_FORMATS if f not in PRECISIONS)
+
+
 def run(args: argparse.Namespace) -> int:
-    from dlgpu.report.terminal_predict import print_prediction
+    from dlgpu.llm.predict import is_llm_request
+    from dlgpu.report.terminal_predict import print_llm_prediction, print_prediction
+
+    if is_llm_request(args.workload, args.precision, args.task):
+        doc = api.predict_llm(args.workload, args.hardware, args.precision, args.task, args.batch_size,
+                              api.parse_overrides(args.overrides), args.catalog)
+        if args.json:
+            emit_json(doc)
+        else:
+            print_llm_prediction(console(), doc)
+        return 0
 
     pred = api.predict(args.workload, args.hardware, args.precision, args.task, args.batch_size,
                        api.parse_overrides(args.overrides), args.catalog)

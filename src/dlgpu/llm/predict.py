@@ -1,0 +1,127 @@
+"""``dlgpu predict MODEL --task decode|prefill --precision FORMAT``: an LLM served by a named runtime on a catalog
+device, predicted (``perf``, calibrated by ``calibration``), with its memory (``memory``) and the command that
+would verify it. No torch here."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import Any
+
+from dlgpu.catalog import Catalog, GpuSpec
+from dlgpu.errors import BadInput
+from dlgpu.home import dlgpu_version, utc_now
+from dlgpu.results import usable_memory_bytes
+
+from .calibration import load_llm_calibration
+from .formats import WEIGHT_FORMATS, get_format, get_kv_format
+from .memory import llm_memory
+from .perf import backend, decode_step_s, prefill_s
+from .workload import llm_work, resolve_model
+
+LLM_PREDICT_SCHEMA = "dlgpu.llm-predict/1"
+RUNTIME = "llama.cpp"
+"""The runtime predictions are for: the one the shipped calibration fits (published llama.cpp rows)."""
+
+SETTINGS = {"prompt": 512, "output": 128, "kv": "fp16"}
+"""``--set`` keys of an LLM prediction and their defaults: llama-bench's pp512 and tg128, an fp16 KV cache."""
+
+
+def is_llm_request(workload: str, precision: str, task: str) -> bool:
+    """Whether ``dlgpu predict`` is asked about an LLM served by a runtime: a weight format only LLMs have, the
+    prefill phase, or a model that is not a registered workload (a catalog LLM or a config.json)."""
+    from dlgpu.workloads.registry import list_workloads
+
+    if precision.lower() in WEIGHT_FORMATS and precision.lower() not in ("fp32", "bf16", "fp16"):
+        return True
+    return task == "prefill" or (task == "decode" and workload not in {w.name for w in list_workloads()})
+
+
+def _settings(overrides: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(SETTINGS)
+    for k, v in overrides.items():
+        if k not in SETTINGS:
+            raise BadInput(f"--set {k}: an LLM prediction takes {', '.join(SETTINGS)}", param="overrides")
+        if k == "kv":
+            get_kv_format(v)
+            out[k] = v.lower()
+            continue
+        try:
+            n = int(v)
+        except ValueError:
+            raise BadInput(f"--set {k}={v}: must be a positive integer", param="overrides") from None
+        if n <= 0:
+            raise BadInput(f"--set {k}={v}: must be a positive integer", param="overrides")
+        out[k] = n
+    return out
+
+
+def _interval(cal_fit: Mapping[str, Any], phase: str, tok_s: float) -> dict[str, Any] | None:
+    rows = [r["error_pct"] / 100 for r in (cal_fit.get("leave_one_device_out") or {}).get("rows", [])
+            if r["phase"] == phase]
+    if len(rows) < 10:
+        return None
+    q = statistics.quantiles(sorted(rows), n=10, method="inclusive")
+    return {"low": tok_s / (1 + q[-1]), "high": tok_s / (1 + q[0]),
+            "basis": f"10th-90th percentile of the leave-one-device-out {phase} errors on published {RUNTIME} rows"}
+
+
+def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str, task: str,
+                batch_size: int | None, overrides: Mapping[str, str]) -> dict[str, Any]:
+    """An LLM's decode or prefill on a catalog GPU, as ``RUNTIME`` runs it, as a ``dlgpu.llm-predict/1`` document."""
+    if task not in ("decode", "prefill"):
+        raise BadInput(f"--task {task}: an LLM with a weight format is predicted for decode or prefill", param="task")
+    arch = resolve_model(model)
+    fmt = get_format(weight_format)
+    s = _settings(overrides)
+    batch = batch_size or 1
+    if batch <= 0:
+        raise BadInput(f"{batch_size}: the batch (concurrent sequences) must be a positive integer",
+                       param="batch_size")
+    context = s["prompt"] + s["output"]
+    if context > arch.max_context:
+        raise BadInput(f"--set prompt + output = {context} tokens: {arch.id} takes at most {arch.max_context}",
+                       param="overrides")
+    try:
+        gpu: GpuSpec = catalog.gpu(hardware)
+    except (BadInput, KeyError):
+        raise BadInput(f"unknown hardware {hardware!r} (see `dlgpu hardware list`; LLMs are predicted on GPUs)",
+                       param="hardware") from None
+    work = llm_work(arch, fmt.name, s["kv"])
+    cal = load_llm_calibration()
+    e_mem, floor_s, e_pf, fitted = cal.get(RUNTIME, backend(gpu))
+    mem = llm_memory(arch, fmt, get_kv_format(s["kv"]), context, batch)
+    usable = None if gpu.memory_bytes is None else (
+        gpu.memory_bytes if backend(gpu) == "metal" else usable_memory_bytes(gpu.memory_bytes))
+    fits = None if usable is None else mem.total_bytes <= usable
+    out: dict[str, Any] = {
+        "schema": LLM_PREDICT_SCHEMA, "created_at": utc_now(), "dlgpu": dlgpu_version(),
+        "model": arch.id, "model_name": arch.name, "hardware": gpu.id, "hardware_name": gpu.name,
+        "runtime": RUNTIME, "backend": backend(gpu), "weight_format": fmt.name, "kv_format": s["kv"],
+        "task": task, "batch_size": batch, "prompt_tokens": s["prompt"], "output_tokens": s["output"],
+        "source": "predicted",
+        "memory": {"weights_bytes": mem.weights_bytes, "kv_cache_bytes": mem.kv_cache_bytes,
+                   "activation_bytes": mem.activation_bytes, "total_bytes": mem.total_bytes,
+                   "usable_bytes": usable, "fits": fits, "basis": mem.basis},
+    }
+    if task == "decode":
+        step = decode_step_s(work, gpu, e_mem, floor_s, e_pf, batch, s["prompt"] + s["output"] / 2)
+        per_seq = 1.0 / step
+        out.update({"tpot_ms": 1e3 * step, "tokens_per_s_per_sequence": per_seq,
+                    "tokens_per_s_total": batch * per_seq, "interval": _interval(cal.fit, "decode", per_seq)})
+    else:
+        t = prefill_s(work, gpu, e_mem, floor_s, e_pf, s["prompt"])
+        out.update({"ttft_ms": 1e3 * t, "tokens_per_s_per_sequence": s["prompt"] / t,
+                    "tokens_per_s_total": s["prompt"] / t,
+                    "interval": _interval(cal.fit, "prefill", s["prompt"] / t)})
+    out["basis"] = (f"predicted for {RUNTIME} on {backend(gpu)}: decode = {arch.layers} layers x "
+                    f"{floor_s * 1e6:.1f} us + bytes read / ({e_mem:.0%} of the catalog bandwidth); prefill = "
+                    f"FLOPs / ({e_pf:.0%} of the fp16 peak); "
+                    + ("efficiencies fitted to published llama.cpp rows" if fitted else
+                       f"no published {RUNTIME} row on {backend(gpu)}: assumed efficiencies (not fitted)"))
+    out["verify"] = (f"llama-bench -m {arch.id}-{fmt.name}.gguf -p {s['prompt']} -n {s['output']} -ngl 99"
+                     + (f" -ctk {s['kv']} -ctv {s['kv']} -fa 1" if s["kv"] not in ("fp16", "f16") else ""))
+    if fits is False:
+        out["note"] = (f"does not fit: needs {mem.total_bytes / 2**30:.1f} GiB, has {usable / 2**30:.1f} GiB usable"
+                       if usable else "does not fit")
+    return out
