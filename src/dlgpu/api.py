@@ -203,6 +203,19 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
     return run(load_catalog(catalog_files), model, hardware, weight_format, task, batch_size, overrides or {})
 
 
+def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None = None, context: int = 4096,
+               tokens: int | None = None, deadline_s: float | None = None, formats: Sequence[str] = (),
+               kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
+               budget_usd: float | None = None, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """``dlgpu.llm-advise/1``: can this LLM be served or a text generated at the rate asked, on what, in which
+    weight format (``advise.llm``)."""
+    from dlgpu.advise.llm import advise_llm as run
+    from dlgpu.catalog import load_catalog
+
+    return run(load_catalog(catalog_files), model, task, users, tokens_per_s, context, tokens, deadline_s, formats,
+               kv_format, sources, hardware, budget_usd)
+
+
 def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -> dict[str, Any]:
     """``dlgpu.llm-calibration/1``: refit the LLM inference model on published rows (``llm.calibration``)."""
     from dlgpu.llm.calibration import calibrate_llm as run

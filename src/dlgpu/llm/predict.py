@@ -15,7 +15,7 @@ from dlgpu.results import usable_memory_bytes
 
 from .calibration import load_llm_calibration
 from .formats import WEIGHT_FORMATS, get_format, get_kv_format
-from .memory import llm_memory
+from .memory import llm_memory, unified_memory_share
 from .perf import backend, decode_step_s, prefill_s
 from .workload import llm_work, resolve_model
 
@@ -92,7 +92,7 @@ def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str,
     e_mem, floor_s, e_pf, fitted = cal.get(RUNTIME, backend(gpu))
     mem = llm_memory(arch, fmt, get_kv_format(s["kv"]), context, batch)
     usable = None if gpu.memory_bytes is None else (
-        gpu.memory_bytes if backend(gpu) == "metal" else usable_memory_bytes(gpu.memory_bytes))
+        unified_memory_share(gpu.memory_bytes)[0] if backend(gpu) == "metal" else usable_memory_bytes(gpu.memory_bytes))
     fits = None if usable is None else mem.total_bytes <= usable
     out: dict[str, Any] = {
         "schema": LLM_PREDICT_SCHEMA, "created_at": utc_now(), "dlgpu": dlgpu_version(),

@@ -3,6 +3,8 @@ under. Renders only: whether a candidate meets the deadline is the verdict's jud
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -117,3 +119,29 @@ def print_advice(console: Console, advice: Advice, top: int = 15) -> None:
     _verdict(console, advice)
     console.print(advice_table(advice, top))
     _footer(console, advice)
+
+
+def print_llm_advice(console: Console, doc: dict[str, Any], top: int = 15) -> None:
+    """``dlgpu.llm-advise/1``: the verdict, the smallest device per format, and the ranked candidates."""
+    console.print(escape(doc["verdict"]))
+    console.print(f"  • This machine: {escape(doc['this_machine']['basis'])}")
+    for fmt, s in doc["smallest_that_fits"].items():
+        console.print(f"  • Smallest GPU that holds it in {fmt}: "
+                      + (f"{escape(s['name'])} (needs {s['need_bytes'] / 2**30:.1f} of {s['usable_bytes'] / 2**30:.1f} "
+                         "GiB usable)" if s else "none in the catalog"))
+    console.print(f"  • Basis: {escape(doc['basis'])}")
+    table = Table(title=f"candidates, those that fit and meet the rate first (top {top})", title_justify="left")
+    for col, just in (("candidate", "left"), ("how", "left"), ("format", "left"), ("tokens/s per user", "right"),
+                      ("tokens/s total", "right"), ("memory GiB", "right"), ("fits", "left"), ("meets", "left"),
+                      ("cost", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for c in doc["candidates"][:top]:
+        cost = "-" if c["cost_usd"] is None else f"${c['cost_usd']:,.2f}" + ("/h" if c["how"] == "rent" else "")
+        mark = "ˣ" if c["extrapolated"] else "ᵖ"
+        table.add_row(escape(c["name"]), c["how"], c["weight_format"], f"{c['tokens_per_s_per_user']:,.1f}{mark}",
+                      f"{c['tokens_per_s_total']:,.1f}{mark}",
+                      f"{c['need_bytes'] / 2**30:.1f}/{c['usable_bytes'] / 2**30:.1f}",
+                      "yes" if c["fits"] else "no", "yes" if c["meets"] else "no", cost)
+    console.print(table)
+    console.print("ᵖ predicted (llama.cpp efficiencies fitted to published rows); ˣ extrapolated (no published row on "
+                  "that backend: assumed efficiencies)")

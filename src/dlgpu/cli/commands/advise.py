@@ -29,9 +29,13 @@ def add_parser(sub: Subparsers) -> None:
         description="Combine what `dlgpu bench` measured on this machine with what `dlgpu predict` gives for "
                     "every catalog GPU and cloud instance, for a whole job (the workload's real task by default), "
                     "and answer with a plain verdict, its reasons, and a ranked table.")
-    p.add_argument("workload", nargs="?", help="a registered workload (see `dlgpu workloads`)")
-    p.add_argument("--task", "-t", default="train", choices=TASKS)
+    p.add_argument("workload", nargs="?", help="a registered workload (see `dlgpu workloads`), or for --task serve|"
+                                               "generate an LLM (catalog id, Hugging Face repo or config.json)")
+    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "serve", "generate"),
+                   help="train, infer, decode; for an LLM: serve (--users, --tokens-per-s, --context) or generate "
+                        "(--tokens)")
     _job_flags(p)
+    _llm_flags(p)
     _constraint_flags(p)
     cand = p.add_argument_group("candidates (default: all three sources)")
     cand.add_argument("--own", action="store_true", help="the devices of this machine")
@@ -60,6 +64,35 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     add_overrides(job)
     add_model(job, help="your own model (with --input), instead of a workload; give the job with --dataset-size "
                         "and --epochs (or --samples)")
+
+
+def _llm_flags(p: argparse.ArgumentParser) -> None:
+    llm = p.add_argument_group("an LLM job (--task serve or generate)")
+    llm.add_argument("--users", type=int, default=1, metavar="U", help="concurrent users (sequences), default 1")
+    llm.add_argument("--tokens-per-s", type=float, metavar="T", help="output tokens per second each user needs")
+    llm.add_argument("--context", type=int, default=4096, metavar="C", help="tokens of context per user (4096)")
+    llm.add_argument("--tokens", type=int, metavar="N", help="tokens to generate (--task generate)")
+    llm.add_argument("--format", nargs="+", action="extend", default=[], metavar="F",
+                     help="weight formats to consider (default fp16 q8_0 q4_k_m)")
+    llm.add_argument("--kv", default="fp16", metavar="F", help="KV cache format (fp16, q8_0, q4_0, fp8)")
+
+
+def _advise_llm(args: argparse.Namespace) -> int:
+    from dlgpu.report.terminal_advise import print_llm_advice
+
+    if not args.workload:
+        raise BadInput("advise: name an LLM, e.g. dlgpu advise llama-3.1-8b --task serve --users 4")
+    if args.top <= 0:
+        raise BadInput(f"{args.top}: must be a positive integer", param="top")
+    doc = api.advise_llm(args.workload, args.task, users=args.users, tokens_per_s=args.tokens_per_s,
+                         context=args.context, tokens=args.tokens, deadline_s=_deadline_s(args.deadline),
+                         formats=args.format, kv_format=args.kv,
+                         sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
+                         hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog)
+    print_llm_advice(console(stderr=args.json), doc, args.top)
+    if args.json:
+        emit_json(doc)
+    return 0
 
 
 def _constraint_flags(p: argparse.ArgumentParser) -> None:
@@ -130,6 +163,8 @@ def _limits(args: argparse.Namespace) -> api.Limits:
 def run(args: argparse.Namespace) -> int:
     from dlgpu.report.terminal_advise import print_advice
 
+    if args.task in ("serve", "generate"):
+        return _advise_llm(args)
     workload = _workload(args)
     if args.top <= 0:
         raise BadInput(f"{args.top}: must be a positive integer", param="top")

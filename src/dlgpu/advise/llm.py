@@ -1,0 +1,167 @@
+"""``dlgpu advise MODEL --task serve|generate``: can this LLM be served (or a text generated) at the rate asked,
+on what, in which weight format, and at what cost. The candidates are catalog GPUs to buy (one card) and cloud
+instances to rent (their GPUs as a llama.cpp layer split: the memory adds up, a token still passes the layers one
+GPU after the other); each is predicted by ``llm.perf`` for the runtime the calibration covers (llama.cpp) with its
+memory from ``llm.memory``. This machine's CPU is not predicted (no published CPU row calibrates it): the verdict
+says so and gives the command that measures it. No torch here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dlgpu.catalog import Catalog, GpuSpec
+from dlgpu.errors import BadInput
+from dlgpu.home import dlgpu_version, utc_now
+from dlgpu.llm.calibration import load_llm_calibration
+from dlgpu.llm.formats import get_format, get_kv_format
+from dlgpu.llm.memory import llm_memory, unified_memory_share
+from dlgpu.llm.perf import backend, decode_step_s
+from dlgpu.llm.predict import RUNTIME
+from dlgpu.llm.workload import llm_work, resolve_model
+from dlgpu.results import usable_memory_bytes
+
+LLM_ADVISE_SCHEMA = "dlgpu.llm-advise/1"
+DEFAULT_FORMATS = ("fp16", "q8_0", "q4_k_m")
+"""Weight formats considered by default: what llama.cpp users download (GGUF F16, Q8_0, Q4_K_M)."""
+
+
+@dataclass(frozen=True)
+class LlmCandidate:
+    name: str
+    how: str  # buy | rent
+    hardware: str
+    gpus: int
+    weight_format: str
+    fits: bool
+    need_bytes: int
+    usable_bytes: int
+    tokens_per_s_per_user: float
+    tokens_per_s_total: float
+    meets: bool
+    cost_usd: float | None  # buy: the launch price of the cards; rent: per hour
+    cost_basis: str
+    extrapolated: bool  # no published row of the runtime on this backend: assumed efficiencies
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RUNTIME_BACKENDS = ("cuda", "metal", "rocm")
+"""The backends llama.cpp runs on among the catalog's devices (others, e.g. Gaudi or TPUs, are not candidates)."""
+
+
+def usable_llm_memory(gpu: GpuSpec, count: int = 1) -> int:
+    """What a model may use: a GPU's memory less the runtime's reserve; on Apple, the share of unified memory the GPU
+    may wire (``llm.memory.unified_memory_share``)."""
+    one = gpu.memory_bytes or 0
+    return count * (unified_memory_share(one)[0] if backend(gpu) == "metal" else usable_memory_bytes(one))
+
+
+def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_per_s: float | None = None,
+               context: int = 4096, tokens: int | None = None, deadline_s: float | None = None,
+               formats: Sequence[str] = (), kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"),
+               hardware: Sequence[str] = (), budget_usd: float | None = None) -> dict[str, Any]:
+    """The verdict, the candidates that fit and meet the rate (cheapest, fastest), the smallest device that fits
+    each format, and every candidate with its basis, as a ``dlgpu.llm-advise/1`` document."""
+    if task not in ("serve", "generate"):
+        raise BadInput(f"--task {task}: an LLM job is serve (--users, --tokens-per-s) or generate (--tokens)",
+                       param="task")
+    if users <= 0:
+        raise BadInput(f"--users {users}: must be a positive integer", param="users")
+    if tokens_per_s is not None and tokens_per_s <= 0:
+        raise BadInput(f"--tokens-per-s {tokens_per_s:g}: must be positive", param="tokens_per_s")
+    if tokens is not None and tokens <= 0:
+        raise BadInput(f"--tokens {tokens}: must be a positive integer", param="tokens")
+    if task == "generate" and tokens is None:
+        raise BadInput("--task generate needs --tokens N (the tokens to generate)", param="tokens")
+    arch = resolve_model(model)
+    if context <= 0 or context > arch.max_context:
+        raise BadInput(f"--context {context}: {arch.id} takes 1 to {arch.max_context} tokens", param="context")
+    fmts = [get_format(f) for f in (formats or DEFAULT_FORMATS)]
+    kv = get_kv_format(kv_format)
+    cal = load_llm_calibration()
+    wanted = {h.lower() for h in hardware}
+    devices: list[tuple[str, str, GpuSpec, int, float | None, str]] = []
+    if "buy" in sources:
+        for g in catalog.gpus:
+            price = g.launch_price_usd
+            basis = "launch price (catalog)" if price else "no price in the catalog"
+            devices.append((g.name, "buy", g, 1, price, basis))
+    if "rent" in sources:
+        for c in catalog.cloud:
+            try:
+                g = catalog.gpu(c.gpu_id)
+            except BadInput:
+                continue
+            devices.append((f"{c.provider} {c.instance} ({c.gpu_count}x {g.name})", "rent", g, c.gpu_count,
+                            c.price_usd_per_hour, f"per hour on demand, {c.price_date} (catalog)"))
+    if wanted:
+        devices = [d for d in devices if d[2].id.lower() in wanted]
+    cands: list[LlmCandidate] = []
+    for name, how, g, count, cost, cost_basis in devices:
+        if (backend(g) not in RUNTIME_BACKENDS or not g.memory_bandwidth_bytes_per_s or not g.memory_bytes
+                or not (g.fp16_flops_per_s or g.fp32_flops_per_s)):
+            continue
+        e_mem, floor_s, e_pf, fitted = cal.get(RUNTIME, backend(g))
+        for f in fmts:
+            work = llm_work(arch, f.name, kv.name)
+            mem = llm_memory(arch, f, kv, context, users)
+            usable = usable_llm_memory(g, count)
+            rate = 1.0 / decode_step_s(work, g, e_mem, floor_s, e_pf, users, context)
+            fits = mem.total_bytes <= usable
+            if task == "serve":
+                meets = fits and (tokens_per_s is None or rate >= tokens_per_s)
+            else:
+                meets = fits and (deadline_s is None or (tokens or 0) / rate <= deadline_s)
+            if budget_usd is not None and how == "buy" and (cost is None or cost > budget_usd):
+                meets = False
+            cands.append(LlmCandidate(name, how, g.id, count, f.name, fits, mem.total_bytes, usable, rate,
+                                      rate * users, meets, cost, cost_basis, not fitted))
+    ok = [c for c in cands if c.meets]
+    priced = [c for c in ok if c.cost_usd is not None]
+    cheapest = {how: min((c for c in priced if c.how == how),
+                         key=lambda c: (c.cost_usd or 0.0, -c.tokens_per_s_per_user), default=None)
+                for how in ("buy", "rent")}
+    fastest = max(ok, key=lambda c: c.tokens_per_s_per_user, default=None)
+    smallest = {}
+    for f in fmts:
+        fitting = [c for c in cands if c.how == "buy" and c.weight_format == f.name and c.fits]
+        best = min(fitting, key=lambda c: (c.usable_bytes, c.cost_usd or 0.0), default=None)
+        smallest[f.name] = None if best is None else {"hardware": best.hardware, "name": best.name,
+                                                      "need_bytes": best.need_bytes, "usable_bytes": best.usable_bytes}
+    job = (f"serve {users} user{'s' if users > 1 else ''} at {context} tokens of context"
+           + (f", {tokens_per_s:g} tokens/s each" if tokens_per_s else "") if task == "serve" else
+           f"generate {tokens} tokens" + (f" within {deadline_s:g} s" if deadline_s else ""))
+    if ok:
+        parts = [f"{'buy' if k == 'buy' else 'rent'} {c.name} ({c.weight_format}, {c.tokens_per_s_per_user:,.1f} "
+                 f"tokens/s per user, ${c.cost_usd:,.2f}{'/h' if k == 'rent' else ''}"
+                 f"{'; extrapolated: no published llama.cpp row on its backend' if c.extrapolated else ''})"
+                 for k, c in cheapest.items() if c is not None]
+        verdict = (f"A GPU is needed to {job} with {arch.name} unless this machine's CPU is measured to meet it "
+                   f"(`dlgpu bench -w {arch.id} --task decode -p bf16 -p int8`). Cheapest that fits and meets it: "
+                   + ("; ".join(parts) if parts else "none with a price") + ".")
+    else:
+        names = ", ".join(f.name for f in fmts)
+        verdict = f"No candidate fits and meets the rate to {job} with {arch.name} in {names}."
+    return {
+        "schema": LLM_ADVISE_SCHEMA, "created_at": utc_now(), "dlgpu": dlgpu_version(), "model": arch.id,
+        "model_name": arch.name, "task": task, "users": users, "tokens_per_s": tokens_per_s, "context": context,
+        "tokens": tokens, "deadline_s": deadline_s, "runtime": RUNTIME, "kv_format": kv.name,
+        "formats": [f.name for f in fmts], "verdict": verdict,
+        "cheapest": {k: None if c is None else c.to_dict() for k, c in cheapest.items()},
+        "fastest": None if fastest is None else fastest.to_dict(),
+        "smallest_that_fits": smallest,
+        "this_machine": {"source": "not predicted",
+                         "basis": f"no published {RUNTIME} CPU row calibrates a CPU: measure it with `dlgpu bench -w "
+                                  f"{arch.id} --task decode -p bf16 -p int8` (models that build here)"},
+        "basis": (f"every speed predicted for {RUNTIME} (decode at {users} concurrent sequence(s), {context} tokens of "
+                  f"context; leave-one-device-out decode error in `dlgpu calibrate --llm`); memory = weights + KV "
+                  "cache "
+                  f"({kv.name}) for every user + one prefill chunk's activations; a rented instance's GPUs as a layer "
+                  "split (memory adds up, speed is one GPU's); Apple GPUs with the share of unified memory macOS lets "
+                  "them wire; candidates marked extrapolated (AMD: no published llama.cpp ROCm row) use assumed "
+                  "efficiencies"),
+        "candidates": [c.to_dict() for c in sorted(cands, key=lambda c: (not c.meets, -c.tokens_per_s_per_user))],
+    }
