@@ -129,3 +129,26 @@ def test_llm_bad_input_is_one_line_and_exit_2(argv: list[str], needle: str, caps
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_validate_takes_published_llm_files_row_by_row(tmp_path: pytest.TempPathFactory,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from dlgpu.llm.published import PUBLISHED_LLM_FILE
+
+    lines = PUBLISHED_LLM_FILE.read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    decode = next(x for x in body if "decode_tok_s" in x and "rtx-4090" in x)
+    trt = next(x for x in body if "TensorRT-LLM" in x)
+    unknown = decode.replace("Meta-Llama-3-8B", "Some-Private-LLM-9B")
+    path = Path(str(tmp_path)) / "mine.csv"
+    path.write_text("\n".join([header, decode, trt, unknown]) + "\n")
+    assert main(["validate", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    ok, other, bad = doc["rows"]
+    assert ok["status"] == "ok" and ok["predicted_value"] > 0 and ok["metric"] == "decode_tok_s"
+    assert ok["error_pct"] == pytest.approx(100 * (ok["predicted_value"] - ok["value"]) / ok["value"])
+    assert other["status"] == "unsupported" and "not modelled yet" in other["reason"]
+    assert bad["status"] == "error" and "Some-Private-LLM-9B" in bad["reason"]
+    assert doc["predicted"] == 1 and doc["left_out"] == 2

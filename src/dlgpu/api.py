@@ -224,7 +224,12 @@ def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -
 
 
 def validate(path: Path, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
-    """``dlgpu.validate/1``: every row of a file in the calibration file's columns predicted, with its error."""
+    """``dlgpu.validate/1``: every row of a file in the calibration file's columns predicted, with its error; a file
+    in ``published_llm.csv``'s columns is predicted by the LLM model instead (``llm.validate``)."""
+    from dlgpu.llm.validate import is_llm_file, validate_llm
+
+    if is_llm_file(path):
+        return validate_llm(path, catalog_files)
     from dlgpu.analyze.profiles import profile
     from dlgpu.predict.validate import validate as check
 

@@ -79,17 +79,21 @@ def print_validation(console: Console, doc: dict[str, Any]) -> None:
     """``dlgpu.validate/1``: each row measured and predicted, with the error, or its status where it was not
     predicted; the rows left out, with why; the summary over the rows predicted."""
     t = Table(title=f"dlgpu validate {escape(str(doc['file']))}", title_justify="left")
-    for col in ("row", "workload", "task", "hardware", "precision", "batch", "measured/s", "predicted/s", "error",
-                "status"):
+    llm = doc.get("kind") == "llm"
+    cols = (("row", "model", "hardware", "quant", "metric", "measured"), ("row", "model", "hardware", "quant",
+                                                                          "metric", "value")) if llm else (
+        ("row", "workload", "task", "hardware", "precision", "batch", "measured/s"),
+        ("row", "workload", "task", "hardware", "precision", "batch_size", "samples_per_s"))
+    for col in (*cols[0], "predicted", "error", "status"):
         t.add_column(col)
     for r in doc["rows"]:
-        first = [escape(str(r.get(k) if r.get(k) is not None else "")) for k in
-                 ("row", "workload", "task", "hardware", "precision", "batch_size", "samples_per_s")]
+        first = [escape(str(r.get(k) if r.get(k) is not None else "")) for k in cols[1]]
         if r["status"] != "ok":
             style = "red" if r["status"] == "error" else "yellow"
             t.add_row(*first, "-", "-", f"[{style}]{escape(str(r['status']))}[/]")
             continue
-        t.add_row(*first, format_rate(r["predicted_samples_per_s"]), f"{r['error_pct']:+.0f}%", "ok")
+        pred = r["predicted_value"] if llm else r["predicted_samples_per_s"]
+        t.add_row(*first, format_rate(pred), f"{r['error_pct']:+.0f}%", "ok")
     console.print(t)
     left = doc.get("left_out_by_reason") or []
     if left:
