@@ -142,4 +142,7 @@ def test_default_suite_and_all() -> None:
     assert not any(s.tiny for s in everything)
     assert {s.name for s in everything} == {
         "resnet50", "resnet152", "vgg16", "inception_v3", "efficientnet_b0", "ssd300", "maskrcnn",
-        "bert_base", "bert_large", "gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "lstm_lm", "gnmt", "dcgan"}
+        "bert_base", "bert_large", "gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "lstm_lm", "gnmt", "dcgan",
+        # the LLM inference workloads (family llm)
+        "llama-3.2-1b", "llama-3.2-3b", "llama-3-8b", "llama-3.1-8b", "mistral-7b-v0.1", "mistral-7b-v0.3",
+        "qwen2.5-7b", "qwen3-0.6b", "qwen3-4b", "qwen3-8b"}

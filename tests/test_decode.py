@@ -22,7 +22,10 @@ from dlgpu.workloads import PlainContext, get_workload, list_workloads
 from dlgpu.workloads.models.language import CausalLMWorkload, DecodeBatch
 
 CPU = torch.device("cpu")
-DECODERS = {"gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "test_gpt", "test_llama"}
+DECODERS = {"gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "test_gpt", "test_llama",
+            # the LLM inference workloads (family llm, tests/test_llm_bench.py)
+            "llama-3.2-1b", "llama-3.2-3b", "llama-3-8b", "llama-3.1-8b", "mistral-7b-v0.1", "mistral-7b-v0.3",
+            "qwen2.5-7b", "qwen3-0.6b", "qwen3-4b", "qwen3-8b", "test_llm"}
 
 # GPT-2 large: 36 layers, d_model 1280, 20 heads of 64, 1024 learned positions; 774,030,080 parameters.
 GPT2_LARGE_PARAMS, GPT2_LAYERS, GPT2_HIDDEN = 774_030_080, 36, 1280
@@ -121,7 +124,7 @@ def test_predict_decode_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["predict", "resnet50", "--hardware", "a100-sxm4-80gb", "-t", "decode"],
-     "resnet50 does not support --task decode (workloads that do: gpt2_large, gpt3_xl, llama3_8b, opt_1_3b"),
+     "resnet50 does not support --task decode (workloads that do: gpt2_large, gpt3_xl, llama-3-8b"),
     (["analyze", "bert_base", "-t", "decode"], "bert_base does not support --task decode"),
     (["predict", "gpt2_large", "--hardware", "a100-sxm4-80gb", "-t", "decode", "--set", "context_len=1024"],
      "context_len at most 1023"),

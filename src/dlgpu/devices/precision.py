@@ -4,13 +4,22 @@ describes a catalog entry as ``PrecisionFacts`` and asks ``precision_unsupported
 
 ``fp32`` is PyTorch's default behaviour (on Ampere+ cuDNN convolutions use TF32, matmuls do not);
 ``tf32`` enables TF32 for both; ``bf16``/``fp16`` are autocast mixed precision (fp16 trains with a
-gradient scaler)."""
+gradient scaler).
+
+LLM workloads (``WEIGHT_FORMAT_FAMILIES``) store their weights in the format instead: bf16/fp16 weights and KV
+cache with no autocast, and the weight formats ``int8``/``int4`` (``results.vocab.WEIGHT_PRECISIONS``: torchao
+weight-only quantization computing in bf16), which no other workload is offered (``unsupported_reason`` with the
+workload's family)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlgpu.results import DeviceInfo
+from dlgpu.results import PRECISIONS, DeviceInfo
+from dlgpu.results.vocab import WEIGHT_PRECISIONS
+
+WEIGHT_FORMAT_FAMILIES: tuple[str, ...] = ("llm",)
+"""Workload families whose precision is the format their weights are stored in (and that run int8/int4)."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,33 @@ def precision_unsupported(precision: str, f: PrecisionFacts) -> str | None:
     return f"unknown device kind {f.kind}"
 
 
-def unsupported_reason(device: DeviceInfo, precision: str) -> str | None:
-    """None when ``device`` (present on this machine) can run ``precision``; else a one-line reason."""
+def _weight_format(precision: str, f: PrecisionFacts, family: str | None) -> str | None:
+    """Why an ``int8``/``int4`` weight format cannot run (None when it can): LLM workloads only; the activations
+    are bf16, so the device must run bf16; int4 needs a torchao kernel for the device in the installed torchao."""
+    if family not in WEIGHT_FORMAT_FAMILIES:
+        return (f"{precision} is an LLM weight format (torchao weight-only quantization of the linear layers), "
+                f"offered only to LLM workloads (family llm); {family or 'this'} workloads run at "
+                f"{', '.join(PRECISIONS)}")
+    why = precision_unsupported("bf16", f)
+    if why:
+        return f"{precision} weights compute in bf16, and {why}"
+    if precision == "int4":
+        from dlgpu.workloads.models.llm import int4_unavailable  # torchao, imported only when int4 is asked for
+
+        return int4_unavailable(f.kind)
+    return None
+
+
+def unsupported_reason(device: DeviceInfo, precision: str, family: str | None = None) -> str | None:
+    """None when ``device`` (present on this machine) can run ``precision`` for a workload of ``family`` (None: any
+    workload that is not an LLM); else a one-line reason."""
     kind = "rocm" if device.kind == "cuda" and device.backend == "rocm" else device.kind
     bf16 = device.details.get("bf16") if device.kind == "mps" else None
     facts = PrecisionFacts(kind, device.name, parse_cc(device.compute_capability), bf16=bf16)
-    return precision_unsupported(precision, facts)
+    if precision in WEIGHT_PRECISIONS:
+        return _weight_format(precision, facts, family)
+    why = precision_unsupported(precision, facts)
+    if why and family in WEIGHT_FORMAT_FAMILIES and kind == "cpu" and precision == "fp16":
+        return ("fp16 weights: CPUs have no fp16 matrix units; dlgpu runs LLMs on CPUs with fp32 and bf16 weights "
+                "and the int8/int4 weight formats")
+    return why

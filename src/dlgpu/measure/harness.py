@@ -2,7 +2,10 @@
 
 The hot path (``_time``) is: build, warm up, then ``Timer`` with device synchronization around each step.
 Precision lives here, not in workloads: ``HarnessContext`` applies autocast and the fp16 gradient scaler,
-and ``precision_settings`` sets (and afterwards restores) PyTorch's TF32 switches.
+and ``precision_settings`` sets (and afterwards restores) PyTorch's TF32 switches. For LLM workloads
+(``devices.precision.WEIGHT_FORMAT_FAMILIES``) precision is the format the weights are stored in instead: the
+instance is rebuilt in that format (``weight_format``: bf16/fp16/fp32 weights and KV cache, torchao int8/int4
+weight-only) and runs without autocast.
 
 With a ``TelemetrySetup``, a telemetry window (``measure.telemetry``) opens after the warm-up and closes after
 the last timed step; where the timed steps are shorter than the sensor's ``min_window_s`` the Timer keeps
@@ -22,6 +25,7 @@ from typing import Any
 
 import torch
 
+from dlgpu.devices.precision import WEIGHT_FORMAT_FAMILIES
 from dlgpu.results import BenchResult, DeviceInfo, StepStats
 from dlgpu.workloads.base import WorkloadInstance
 from dlgpu.workloads.registry import WorkloadSpec
@@ -37,9 +41,9 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class HarnessContext:
     """The ``StepContext`` workloads see: autocast for bf16/fp16, a gradient scaler for fp16 training."""
 
-    def __init__(self, device_type: str, precision: str, train: bool) -> None:
+    def __init__(self, device_type: str, precision: str, train: bool, autocast: bool = True) -> None:
         self.device_type = device_type
-        self.dtype = AUTOCAST_DTYPES.get(precision)
+        self.dtype = AUTOCAST_DTYPES.get(precision) if autocast else None
         self.scaler = (
             torch.amp.GradScaler(device_type) if precision == "fp16" and train else None
         )
@@ -65,10 +69,11 @@ class HarnessContext:
 
 
 @contextlib.contextmanager
-def precision_settings(precision: str) -> Iterator[dict[str, Any]]:
+def precision_settings(precision: str, autocast: bool = True) -> Iterator[dict[str, Any]]:
     """Set the TF32 switches for ``precision`` and restore the caller's afterwards.
 
-    fp32 = PyTorch's defaults (cuDNN TF32 on, cuBLAS TF32 off); tf32 = both on. Yields what was set."""
+    fp32 = PyTorch's defaults (cuDNN TF32 on, cuBLAS TF32 off); tf32 = both on. Yields what was set
+    (``autocast=False``: the weights are stored in the precision's format, no autocast)."""
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
              torch.get_float32_matmul_precision())
     tf32 = precision == "tf32"
@@ -80,7 +85,7 @@ def precision_settings(precision: str) -> Iterator[dict[str, Any]]:
             "cuda_matmul_allow_tf32": tf32,
             "cudnn_allow_tf32": True,
             "float32_matmul_precision": "high" if tf32 else "highest",
-            "autocast_dtype": {"bf16": "bfloat16", "fp16": "float16"}.get(precision),
+            "autocast_dtype": {"bf16": "bfloat16", "fp16": "float16"}.get(precision) if autocast else None,
         }
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
@@ -224,6 +229,7 @@ class Built:
     params: Mapping[str, Any]
     instance: WorkloadInstance
     device: DeviceInfo
+    seed: int = 0
 
 
 def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, seed: int = 0) -> Built:
@@ -233,7 +239,25 @@ def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, see
     if spec.channels_last:
         for m in inst.modules.values():
             m.to(memory_format=torch.channels_last)
-    return Built(spec, params, inst, device)
+    return Built(spec, params, inst, device, seed)
+
+
+def stores_weights(spec: WorkloadSpec) -> bool:
+    """Whether ``spec``'s precision is the format its weights are stored in (LLM workloads), not autocast."""
+    return spec.family in WEIGHT_FORMAT_FAMILIES
+
+
+def weight_format(built: Built, precision: str) -> dict[str, Any] | None:
+    """For an LLM workload, its instance with the weights in ``precision``'s format (rebuilt from the same seed
+    where they are in another, the previous model dropped first) and what the weights are: format, dtype, bytes as
+    stored, quantized layers. None for other workloads (their precision is autocast)."""
+    if not stores_weights(built.spec):
+        return None
+    convert = getattr(built.instance, "set_weight_format", None)
+    if convert is None:
+        raise TypeError(f"{built.spec.name}: an LLM workload instance must have set_weight_format")
+    info: dict[str, Any] = convert(precision, torch.device(built.device.id), built.seed)
+    return info
 
 
 @dataclass
@@ -253,9 +277,10 @@ def make_step(built: Built, task: str, precision: str, batch_size: int) -> Calla
     token (after the prefill that fills the KV cache, which runs here). Call it inside ``precision_settings``.
     The benchmarks time this same callable with PyTorch's own timer."""
     dev = torch.device(built.device.id)
+    stored = weight_format(built, precision) is not None
     inst = built.instance
     channels_last = built.spec.channels_last
-    ctx = HarnessContext(dev.type, precision, train=task == "train")
+    ctx = HarnessContext(dev.type, precision, train=task == "train", autocast=not stored)
     if task == "decode":
         # The prefill that fills the KV cache runs here, before the timer: only the one-token steps are
         # timed, each against the same context_len-token cache (decode_step crops back what it appended).
@@ -408,8 +433,9 @@ def _measure(
     while True:
         oom = False
         try:
-            with precision_settings(precision) as prec:
+            with precision_settings(precision, autocast=not stores_weights(built.spec)) as prec:
                 timed = _time(built, task, precision, bs, budget, on_step, backend, setup)
+            weights = weight_format(built, precision)  # what the timed steps ran on (already in that format)
             stats = StepStats(tuple(timed.samples_s))
             tel: dict[str, Any] = {}
             if timed.telemetry is not None:
@@ -423,7 +449,8 @@ def _measure(
                 peak_mem_bytes=timed.peak_bytes, peak_mem_kind=timed.memory_kind,
                 settings={**(settings or {}), **prec, "params": dict(built.params),
                           "channels_last": built.spec.channels_last,
-                          "grad_scaler": precision == "fp16" and task == "train"},
+                          "grad_scaler": precision == "fp16" and task == "train",
+                          **({} if weights is None else {"weights": weights})},
                 wall_time_s=time.perf_counter() - started,
                 stop_reason=timed.stop_reason,
                 contended=None if c is None else c.contended,

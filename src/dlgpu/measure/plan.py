@@ -11,8 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dlgpu.results import USABLE_MEMORY_FRACTION, DeviceInfo
+from dlgpu.devices.precision import WEIGHT_FORMAT_FAMILIES
+from dlgpu.results import PRECISIONS, USABLE_MEMORY_FRACTION, DeviceInfo
+from dlgpu.results.vocab import BENCH_PRECISIONS, WEIGHT_PRECISIONS
 from dlgpu.units import format_bytes
+from dlgpu.workloads.llm import prefill_batch
 from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec
 
 ISOLATE_ABOVE_FRACTION = 0.25
@@ -61,14 +64,32 @@ def default_batch(spec: WorkloadSpec, device: DeviceInfo, quick: bool) -> int:
     return spec.quick_batch_size if quick or device.kind == "cpu" else spec.batch_size
 
 
+def workload_precisions(spec: WorkloadSpec) -> tuple[str, ...]:
+    """The precisions ``spec`` is measured at when none are named (or ``all``): every autocast precision, and for
+    LLM workloads the int8/int4 weight formats too (no other workload is offered those)."""
+    return BENCH_PRECISIONS if spec.family in WEIGHT_FORMAT_FAMILIES else PRECISIONS
+
+
+def _batch(spec: WorkloadSpec, task: str, device: DeviceInfo, params: Mapping[str, Any], quick: bool) -> int:
+    if task == "decode":
+        return DECODE_BATCH
+    if task == "infer":
+        prefill = prefill_batch(spec, params)  # an LLM's prefill batch counts tokens: one prompt
+        if prefill is not None:
+            return prefill
+    return default_batch(spec, device, quick)
+
+
 def make_plans(specs: Sequence[WorkloadSpec], tasks: Sequence[str], named_tasks: Sequence[str],
-               devices: Sequence[DeviceInfo], precisions: tuple[str, ...], params: Mapping[str, dict[str, Any]],
-               overrides: Mapping[str, dict[str, str]], batch_size: int | None, quick: bool) -> list[Plan]:
+               devices: Sequence[DeviceInfo], precisions: tuple[str, ...] | None,
+               params: Mapping[str, dict[str, Any]], overrides: Mapping[str, dict[str, str]], batch_size: int | None,
+               quick: bool) -> list[Plan]:
     """Every (workload, task, device): a task named explicitly is planned for every workload (skipped later,
-    with the reason, where unsupported); through ``all``, only for the workloads that support it."""
+    with the reason, where unsupported); through ``all``, only for the workloads that support it. ``precisions``
+    None: each workload's own (``workload_precisions``)."""
     return [
-        Plan(s, params[s.name], dict(overrides[s.name]), t, d, precisions,
-             batch_size or (DECODE_BATCH if t == "decode" else default_batch(s, d, quick)))
+        Plan(s, params[s.name], dict(overrides[s.name]), t, d, precisions or workload_precisions(s),
+             batch_size or _batch(s, t, d, params[s.name], quick))
         for s in specs for t in tasks if t in named_tasks or s.supports(t) for d in devices
     ]
 
@@ -110,7 +131,19 @@ class MemoryCheck:
         floor = self._floor(spec, params, task)
         what = ("weights, gradients and " + floor.optimizer + " state") if task == "train" else "weights"
         need = floor.total_bytes
-        note = f"{format_bytes(floor.total_bytes)} for {what} of {floor.parameters / 1e9:.2f}B parameters"
+        kv_precision = precision
+        if spec.family in WEIGHT_FORMAT_FAMILIES:
+            # LLM workloads are built in bf16 (the floor's weights) and rebuilt in the precision's format: fp32
+            # doubles them; int8/int4 are quantized from the bf16 model, which must fit first. KV cache: the
+            # weights' dtype (bf16 activations for int8/int4).
+            if precision in ("fp32", "tf32"):
+                need += floor.weights_bytes
+                what = "fp32 weights"
+            else:
+                what = ("bf16 weights (int8/int4 are quantized from them)" if precision in WEIGHT_PRECISIONS
+                        else f"{precision} weights")
+                kv_precision = "bf16" if precision in WEIGHT_PRECISIONS else precision
+        note = f"{format_bytes(need)} for {what} of {floor.parameters / 1e9:.2f}B parameters"
         if task == "train":
             acts = self._activation_bytes(spec, params, batch, precision)
             if acts is None:
@@ -119,7 +152,7 @@ class MemoryCheck:
                 need += acts
                 note += f" + {format_bytes(acts)} of activations kept for backward at batch {batch}"
         if task == "decode":
-            kv = kv_cache_bytes(spec, params, batch, precision)
+            kv = kv_cache_bytes(spec, params, batch, kv_precision)
             need += kv
             note += f" + {format_bytes(kv)} of KV cache ({params['context_len']} tokens x batch {batch})"
         return need, f"needs about {format_bytes(need)}: {note}"

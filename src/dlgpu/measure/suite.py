@@ -18,7 +18,6 @@ from dlgpu.errors import BadInput
 from dlgpu.home import utc_now
 from dlgpu.results import (
     DEFAULT_TASKS,
-    PRECISIONS,
     TASKS,
     BenchConfig,
     BenchReport,
@@ -27,12 +26,13 @@ from dlgpu.results import (
     MachineInfo,
     TaskProjection,
 )
-from dlgpu.workloads.registry import WorkloadSpec, check_task, supporting, task_unsupported_reason
+from dlgpu.results.vocab import BENCH_PRECISIONS
+from dlgpu.workloads.registry import WorkloadSpec, check_task, list_workloads, supporting, task_unsupported_reason
 from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
 
 from .energy import IDLE_BASELINE_S, DeviceEnergy
 from .mfu import MfuCounter, ProfileFn
-from .plan import MemoryCheck, MemoryFit, Plan, make_plans
+from .plan import MemoryCheck, MemoryFit, Plan, make_plans, workload_precisions
 from .timer import QUICK, STANDARD, Budget
 
 
@@ -122,7 +122,16 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
         raise BadInput(f"{telemetry_period_s}: must be a number of seconds in (0, 10]", param="telemetry_period_s")
     specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
     specs += [s for s in custom_specs if s not in specs]
-    precs = resolve_choice(precisions, PRECISIONS, "precisions", PRECISIONS)
+    # None (no precision named, or all): each workload's own (LLM workloads add the int8/int4 weight formats)
+    every = {p for s in specs for p in workload_precisions(s)}
+    own = tuple(p for p in BENCH_PRECISIONS if p in every)
+    for p in precisions or ():  # a weight format named explicitly that no selected workload has is bad input
+        if p in BENCH_PRECISIONS and p not in every:
+            llms = ", ".join(s.name for s in list_workloads(include_tiny=False) if p in workload_precisions(s))
+            raise BadInput(f"{p}: not one of the precisions of the selected workloads ({', '.join(own)}, all): "
+                           f"{p} is an LLM weight format, offered only to LLM workloads ({llms})", param="precisions")
+    asked = None if not precisions or "all" in precisions else resolve_choice(precisions, own, "precisions", own)
+    precs = asked or own
     named = [x for t in tasks or () for x in (DEFAULT_TASKS if t == "both" else (t,))]
     task_list = resolve_choice(named, TASKS, "tasks", DEFAULT_TASKS)
     for t in task_list:  # a task named explicitly that nothing selected can run is bad input
@@ -143,7 +152,7 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
         min_steps=budget.min_steps, max_steps=budget.max_steps, ci_rel=budget.ci_rel,
         telemetry=telemetry, telemetry_period_s=telemetry_period_s if telemetry else None,
     )
-    plans = make_plans(specs, task_list, named, chosen, precs, params, per_overrides, batch_size, quick)
+    plans = make_plans(specs, task_list, named, chosen, asked, params, per_overrides, batch_size, quick)
     cpu = present[0]
     use_threads(cpu.threads_used or 1)
     return Suite(tuple(specs), params, tuple(plans), config, cpu, machine_info(present, include_hostname), budget)
@@ -172,7 +181,7 @@ class _Run:
         for r in self.results:
             groups.setdefault((r.workload, r.task, r.device), len(groups))
         ordered = sorted(self.results, key=lambda r: (groups[(r.workload, r.task, r.device)],
-                                                      PRECISIONS.index(r.precision)))
+                                                      BENCH_PRECISIONS.index(r.precision)))
         final = with_speedups([project(r, self.by_name[r.workload], self.suite.params[r.workload])
                                for r in ordered])
         return BenchReport(self.created, self.suite.machine, self.suite.config, tuple(final), interrupted,
@@ -196,7 +205,8 @@ class _Run:
 
         runnable = []
         for prec in plan.precisions:
-            why = task_unsupported_reason(plan.spec, plan.task) or unsupported_reason(plan.device, prec)
+            why = (task_unsupported_reason(plan.spec, plan.task)
+                   or unsupported_reason(plan.device, prec, plan.spec.family))
             if why:
                 self.add(BenchResult(**base, precision=prec, status="skipped", reason=why))
             else:

@@ -37,6 +37,7 @@ from .profile import (
 from .vocab import (
     ADVISE_SCHEMA,
     ANALYZE_SCHEMA,
+    BENCH_PRECISIONS,
     BENCH_SCHEMA,
     BENCH_TASK_CHOICES,
     CALIBRATION_SCHEMA,
@@ -54,6 +55,7 @@ from .vocab import (
     SOURCES,
     TASKS,
     VALIDATE_SCHEMA,
+    WEIGHT_PRECISIONS,
     WORKLOAD_SCHEMA,
     WORKLOADS_SCHEMA,
     Task,
@@ -62,6 +64,7 @@ from .vocab import (
 __all__ = [
     "ADVISE_SCHEMA",
     "ANALYZE_SCHEMA",
+    "BENCH_PRECISIONS",
     "BENCH_SCHEMA",
     "BENCH_TASK_CHOICES",
     "CALIBRATION_SCHEMA",
@@ -82,6 +85,7 @@ __all__ = [
     "TASKS",
     "USABLE_MEMORY_FRACTION",
     "VALIDATE_SCHEMA",
+    "WEIGHT_PRECISIONS",
     "WORKLOADS_SCHEMA",
     "WORKLOAD_SCHEMA",
     "Advice",

@@ -23,6 +23,12 @@ HARDWARE_ENTRY_SCHEMA = "dlgpu.hardware.entry/1"
 
 Task = Literal["train", "infer", "decode"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+WEIGHT_PRECISIONS: tuple[str, ...] = ("int8", "int4")
+"""Weight formats that only LLM workloads (family ``llm``) run in ``dlgpu bench``: the linear layers' weights stored
+as int8 (per row) or int4 (groups of 128) by torchao's weight-only quantization, computing in bf16. For those
+workloads bf16 and fp16 also mean the weights and KV cache are stored in that dtype, rather than autocast."""
+BENCH_PRECISIONS: tuple[str, ...] = (*PRECISIONS, *WEIGHT_PRECISIONS)
+"""What ``bench --precision`` takes (besides ``all``), in the order results are listed."""
 TASKS: tuple[str, ...] = ("train", "infer", "decode")
 """decode = one generated token per sequence against a KV cache (decoder-only language models only); its
 samples/s are tokens/s. ``dlgpu bench`` runs train and infer unless decode is asked for."""

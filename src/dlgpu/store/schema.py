@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlgpu.errors import BadInput
 from dlgpu.results import (
     ADVISE_SCHEMA,
+    BENCH_PRECISIONS,
     BENCH_SCHEMA,
     EXPORT_SCHEMA,
     NOISY_IQR_OVER_MEDIAN,
@@ -39,9 +40,10 @@ Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Num = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=10**12)]
 Batch = Annotated[int, Field(ge=1, le=10**9)]
-Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4"]  # int8/int4: LLM weight formats (bench)
 Task = Literal["train", "infer", "decode"]
-assert set(PRECISIONS) == {"fp32", "tf32", "bf16", "fp16"} and set(TASKS) == {"train", "infer", "decode"}
+assert set(BENCH_PRECISIONS) == {"fp32", "tf32", "bf16", "fp16", "int8", "int4"} and set(TASKS) == {
+    "train", "infer", "decode"}
 
 
 class _Strict(BaseModel):

@@ -19,6 +19,7 @@ from dlgpu.cli.common import (
     wants_own_model,
 )
 from dlgpu.results import BENCH_SCHEMA, BENCH_TASK_CHOICES, PRECISIONS
+from dlgpu.results.vocab import WEIGHT_PRECISIONS
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -29,7 +30,9 @@ def add_parser(sub: Subparsers) -> None:
                    help="workloads to run (default: the classic suite; 'all' for every one)")
     p.add_argument("--device", "-d", nargs="+", action="extend", metavar="DEV",
                    help="cpu, cuda, cuda:N, mps, xpu or all (default all)")
-    add_precisions(p, help=f"{', '.join(PRECISIONS)} or all (default all)")
+    add_precisions(p, help=f"{', '.join(PRECISIONS)}, the LLM weight formats {', '.join(WEIGHT_PRECISIONS)} (LLM "
+                           "workloads only, whose bf16/fp16 also mean weights stored in that dtype), or all (default "
+                           "all: every precision each workload has)")
     p.add_argument("--task", "-t", nargs="+", action="extend", metavar="T",
                    help=f"{', '.join(BENCH_TASK_CHOICES[:-1])} or {BENCH_TASK_CHOICES[-1]} (default and both: "
                         "train and infer; decode: decoder-only language models, one token at a time with a KV "
