@@ -100,6 +100,11 @@ def test_predict_an_llm_decode_on_a_gpu_json(capsys: pytest.CaptureFixture[str])
     assert iv["low"] < doc["tokens_per_s_per_sequence"] < iv["high"]
     assert doc["tpot_ms"] == pytest.approx(1e3 / doc["tokens_per_s_per_sequence"])
     assert doc["memory"]["fits"] is True and doc["verify"].startswith("llama-bench -m llama-3-8b-q4_k_m.gguf -p 512")
+    arch, usable = get_arch("llama-3-8b"), doc["memory"]["usable_bytes"]
+    most = doc["memory"]["largest_concurrency"]
+    assert llm_memory(arch, "q4_k_m", "fp16", 640, most).total_bytes <= usable
+    assert llm_memory(arch, "q4_k_m", "fp16", 640, most + 1).total_bytes > usable
+    assert doc["memory"]["largest_context"] == arch.max_context  # 8k tokens of one sequence fit 24 GB easily
     # a 70B model in 4-bit does not fit one 24 GB card: a result, not an error
     assert main(["predict", "llama-3-70b", "--task", "decode", "-H", "rtx-4090", "-p", "q4_k_m", "--json"]) == 0
     big = json.loads(capsys.readouterr().out)

@@ -15,7 +15,7 @@ from dlgpu.results import usable_memory_bytes
 
 from .calibration import load_llm_calibration
 from .formats import WEIGHT_FORMATS, get_format, get_kv_format
-from .memory import llm_memory, unified_memory_share
+from .memory import largest_concurrency, largest_context, llm_memory, unified_memory_share
 from .perf import backend, decode_step_s, prefill_s
 from .workload import llm_work, resolve_model
 
@@ -104,7 +104,12 @@ def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str,
         "source": "predicted",
         "memory": {"weights_bytes": mem.weights_bytes, "kv_cache_bytes": mem.kv_cache_bytes,
                    "activation_bytes": mem.activation_bytes, "total_bytes": mem.total_bytes,
-                   "usable_bytes": usable, "fits": fits, "basis": mem.basis},
+                   "usable_bytes": usable, "fits": fits, "basis": mem.basis,
+                   # what the device holds at most: the context for this many sequences, the sequences at this context
+                   "largest_context": None if usable is None else largest_context(
+                       arch, fmt, get_kv_format(s["kv"]), usable, batch),
+                   "largest_concurrency": None if usable is None else largest_concurrency(
+                       arch, fmt, get_kv_format(s["kv"]), usable, context)},
     }
     if task == "decode":
         step = decode_step_s(work, gpu, e_mem, floor_s, e_pf, batch, s["prompt"] + s["output"] / 2)

@@ -181,6 +181,10 @@ def print_llm_prediction(console: Console, doc: dict[str, Any]) -> None:
                   f"{mem['kv_cache_bytes'] / GIB:.2f} GiB + activations {mem['activation_bytes'] / GIB:.2f} GiB = "
                   f"{mem['total_bytes'] / GIB:.2f} GiB"
                   + (f" of {usable / GIB:.2f} GiB usable: {fit}" if usable else f": {fit}"))
+    if mem.get("largest_context"):
+        console.print(f"  at most {mem['largest_context']:,} tokens of context for {doc['batch_size']} sequence(s), or "
+                      f"{mem['largest_concurrency']:,} sequences of {doc['prompt_tokens'] + doc['output_tokens']:,} "
+                      "tokens, fit this device")
     if doc.get("note"):
         console.print(f"  {escape(doc['note'])}: the speed above is what the device would do if it held the model")
     console.print(f"  basis: {escape(doc['basis'])}")
