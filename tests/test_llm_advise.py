@@ -71,3 +71,25 @@ def test_llm_advise_bad_input(argv: list[str], needle: str, capsys: pytest.Captu
     assert main([*argv, "--no-save"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_this_machine_is_judged_by_its_stored_measurement() -> None:
+    from dlgpu.advise.llm import advise_llm
+
+    cat = load_catalog()
+    stored = {"samples_per_s": 12.0, "batch_size": 1, "precision": "bf16", "_runs": 3, "_run_id": "abc"}
+    enough = advise_llm(cat, "qwen3-0.6b", "serve", users=1, tokens_per_s=10, context=1024, local=stored)
+    assert enough["verdict"].startswith("A CPU is enough") and enough["this_machine"]["source"] == "measured"
+    assert enough["this_machine"]["tokens_per_s_per_user"] == 12.0
+    # four users share the batch-1 rate: 3 tokens/s each, too slow for 10
+    shared = advise_llm(cat, "qwen3-0.6b", "serve", users=4, tokens_per_s=10, context=1024, local=stored)
+    assert shared["this_machine"]["tokens_per_s_per_user"] == pytest.approx(3.0)
+    assert shared["verdict"].startswith("A GPU is needed") and "(measured), too slow" in shared["verdict"]
+    # generating 100k tokens at 12/s takes 2.3 h: within a 3 h deadline, not a 1 h one
+    assert advise_llm(cat, "qwen3-0.6b", "generate", tokens=100_000, deadline_s=3 * 3600,
+                      local=stored)["this_machine"]["meets"] is True
+    assert advise_llm(cat, "qwen3-0.6b", "generate", tokens=100_000, deadline_s=3600,
+                      local=stored)["this_machine"]["meets"] is False
+    unmeasured = advise_llm(cat, "qwen3-0.6b", "serve", users=1, tokens_per_s=10, local=None)
+    assert unmeasured["this_machine"]["source"] == "not measured"
+    assert "dlgpu bench -w qwen3-0.6b --task decode" in unmeasured["this_machine"]["basis"]

@@ -206,14 +206,20 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
 def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None = None, context: int = 4096,
                tokens: int | None = None, deadline_s: float | None = None, formats: Sequence[str] = (),
                kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
-               budget_usd: float | None = None, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+               budget_usd: float | None = None, catalog_files: Sequence[Path] = (),
+               db: Path | None = None) -> dict[str, Any]:
     """``dlgpu.llm-advise/1``: can this LLM be served or a text generated at the rate asked, on what, in which
-    weight format (``advise.llm``)."""
+    weight format (``advise.llm``); this machine judged by its stored `dlgpu bench` decode of the model."""
     from dlgpu.advise.llm import advise_llm as run
     from dlgpu.catalog import load_catalog
+    from dlgpu.devices.machine import current_machine
+    from dlgpu.llm.workload import resolve_model
+    from dlgpu.store.history import local_measurements
 
+    arch = resolve_model(model)
+    stored = local_measurements(arch.id, "decode", {}, db, current_machine().to_dict(), None, None)
     return run(load_catalog(catalog_files), model, task, users, tokens_per_s, context, tokens, deadline_s, formats,
-               kv_format, sources, hardware, budget_usd)
+               kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"))
 
 
 def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -> dict[str, Any]:

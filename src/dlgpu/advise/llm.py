@@ -7,7 +7,7 @@ says so and gives the command that measures it. No torch here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,9 +62,12 @@ def usable_llm_memory(gpu: GpuSpec, count: int = 1) -> int:
 def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_per_s: float | None = None,
                context: int = 4096, tokens: int | None = None, deadline_s: float | None = None,
                formats: Sequence[str] = (), kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"),
-               hardware: Sequence[str] = (), budget_usd: float | None = None) -> dict[str, Any]:
+               hardware: Sequence[str] = (), budget_usd: float | None = None,
+               local: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The verdict, the candidates that fit and meet the rate (cheapest, fastest), the smallest device that fits
-    each format, and every candidate with its basis, as a ``dlgpu.llm-advise/1`` document."""
+    each format, and every candidate with its basis, as a ``dlgpu.llm-advise/1`` document. ``local``: this
+    machine's stored ``dlgpu bench`` decode of the model on its CPU (``store.history.local_measurements``'s record),
+    or None: then this machine is not judged, and the verdict says how to measure it."""
     if task not in ("serve", "generate"):
         raise BadInput(f"--task {task}: an LLM job is serve (--users, --tokens-per-s) or generate (--tokens)",
                        param="task")
@@ -131,17 +134,25 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
         best = min(fitting, key=lambda c: (c.usable_bytes, c.cost_usd or 0.0), default=None)
         smallest[f.name] = None if best is None else {"hardware": best.hardware, "name": best.name,
                                                       "need_bytes": best.need_bytes, "usable_bytes": best.usable_bytes}
+    here = _this_machine(arch.id, local, task, users, tokens_per_s, tokens, deadline_s)
     job = (f"serve {users} user{'s' if users > 1 else ''} at {context} tokens of context"
            + (f", {tokens_per_s:g} tokens/s each" if tokens_per_s else "") if task == "serve" else
            f"generate {tokens} tokens" + (f" within {deadline_s:g} s" if deadline_s else ""))
-    if ok:
+    if here.get("meets"):
+        verdict = (f"A CPU is enough: this machine's CPU decodes {arch.name} at {here['tokens_per_s_per_user']:,.2f} "
+                   f"tokens/s per user (measured, {here['precision']}; {here['basis']}), which meets the job.")
+    elif ok:
         parts = [f"{'buy' if k == 'buy' else 'rent'} {c.name} ({c.weight_format}, {c.tokens_per_s_per_user:,.1f} "
                  f"tokens/s per user, ${c.cost_usd:,.2f}{'/h' if k == 'rent' else ''}"
                  f"{'; extrapolated: no published llama.cpp row on its backend' if c.extrapolated else ''})"
                  for k, c in cheapest.items() if c is not None]
-        verdict = (f"A GPU is needed to {job} with {arch.name} unless this machine's CPU is measured to meet it "
-                   f"(`dlgpu bench -w {arch.id} --task decode -p bf16 -p int8`). Cheapest that fits and meets it: "
-                   + ("; ".join(parts) if parts else "none with a price") + ".")
+        lead = (f"A GPU is needed to {job} with {arch.name}: this machine's CPU decodes "
+                f"{here['tokens_per_s_per_user']:,.2f} tokens/s per user (measured), too slow."
+                if here.get("source") == "measured" else
+                f"A GPU is needed to {job} with {arch.name} unless this machine's CPU is measured to meet it "
+                f"(`dlgpu bench -w {arch.id} --task decode -p bf16 -p int8`).")
+        verdict = (lead + " Cheapest that fits and meets it: " + ("; ".join(parts) if parts else "none with a price")
+                   + ".")
     else:
         names = ", ".join(f.name for f in fmts)
         verdict = f"No candidate fits and meets the rate to {job} with {arch.name} in {names}."
@@ -153,9 +164,7 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
         "cheapest": {k: None if c is None else c.to_dict() for k, c in cheapest.items()},
         "fastest": None if fastest is None else fastest.to_dict(),
         "smallest_that_fits": smallest,
-        "this_machine": {"source": "not predicted",
-                         "basis": f"no published {RUNTIME} CPU row calibrates a CPU: measure it with `dlgpu bench -w "
-                                  f"{arch.id} --task decode -p bf16 -p int8` (models that build here)"},
+        "this_machine": here,
         "basis": (f"every speed predicted for {RUNTIME} (decode at {users} concurrent sequence(s), {context} tokens of "
                   f"context; leave-one-device-out decode error in `dlgpu calibrate --llm`); memory = weights + KV "
                   "cache "
@@ -165,3 +174,23 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
                   "efficiencies"),
         "candidates": [c.to_dict() for c in sorted(cands, key=lambda c: (not c.meets, -c.tokens_per_s_per_user))],
     }
+
+
+def _this_machine(model: str, local: Mapping[str, Any] | None, task: str, users: int, tokens_per_s: float | None,
+                  tokens: int | None, deadline_s: float | None) -> dict[str, Any]:
+    """This machine's CPU for the job, from its stored decode measurement (batch 1: with several users, each gets
+    its share of that rate, no gain from batching assumed); without one, how to measure it."""
+    if not local or not local.get("samples_per_s"):
+        return {"source": "not measured", "meets": None,
+                "basis": f"no stored `dlgpu bench` decode of {model} on this machine's CPU, and no published "
+                         f"{RUNTIME} CPU row calibrates a CPU: measure it with `dlgpu bench -w {model} --task decode "
+                         "-p bf16 -p int8` (the catalog models that build here)"}
+    batch = int(local.get("batch_size") or 1)
+    per_user = float(local["samples_per_s"]) * min(batch, users) / users
+    meets = (tokens_per_s is None or per_user >= tokens_per_s) if task == "serve" else (
+        deadline_s is None or (tokens or 0) / per_user <= deadline_s)
+    runs = local.get("_runs") or 1
+    return {"source": "measured", "meets": meets, "tokens_per_s_per_user": per_user,
+            "precision": local.get("precision"), "run_id": local.get("_run_id"),
+            "basis": f"median of {runs} stored run(s) at batch {batch}"
+                     + ("" if users <= batch else f", shared by {users} users (no gain from batching assumed)")}

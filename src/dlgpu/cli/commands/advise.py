@@ -88,7 +88,7 @@ def _advise_llm(args: argparse.Namespace) -> int:
                          context=args.context, tokens=args.tokens, deadline_s=_deadline_s(args.deadline),
                          formats=args.format, kv_format=args.kv,
                          sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
-                         hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog)
+                         hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog, db=args.db)
     print_llm_advice(console(stderr=args.json), doc, args.top)
     if args.json:
         emit_json(doc)
