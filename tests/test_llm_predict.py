@@ -157,3 +157,17 @@ def test_validate_takes_published_llm_files_row_by_row(tmp_path: pytest.TempPath
     assert other["status"] == "unsupported" and "not modelled yet" in other["reason"]
     assert bad["status"] == "error" and "Some-Private-LLM-9B" in bad["reason"]
     assert doc["predicted"] == 1 and doc["left_out"] == 2
+
+
+def test_workloads_llm_lists_the_catalog_without_torch() -> None:
+    code = ("import sys, io, json, contextlib\nfrom dlgpu.cli.main import main\nbuf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n    rc = main(['workloads', 'llm', '--json'])\n"
+            "assert rc == 0 and 'torch' not in sys.modules\nprint(buf.getvalue())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    models = {m["id"]: m for m in doc["models"]}
+    assert doc["schema"] == "dlgpu.llm-catalog/1" and len(models) >= 37
+    v3 = models["deepseek-v3"]
+    assert v3["total_params"] > 600e9 and 30e9 < v3["active_params"] < 40e9 and not v3["measurable_here"]
+    assert models["qwen3-0.6b"]["measurable_here"] and models["llama-3-8b"]["kv_bytes_per_token_fp16"] == 128 * 1024

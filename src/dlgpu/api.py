@@ -222,6 +222,25 @@ def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None
                kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"))
 
 
+def llm_catalog() -> list[dict[str, Any]]:
+    """Every LLM architecture of the catalog with its computed parameters (total and active per token), layers,
+    context, fp16 KV bytes per token (at full attention on every layer, the first token's), source, and whether a
+    workload of that id is registered for measuring here."""
+    from dlgpu.llm.architectures import load_architectures
+    from dlgpu.workloads.registry import list_workloads
+
+    here = {w.name for w in list_workloads() if w.family == "llm"}
+    out = []
+    for a in load_architectures().values():
+        total, active = a.param_counts()
+        out.append({"id": a.id, "name": a.name, "family": a.family, "hf_repo": a.hf_repo, "total_params": total,
+                    "active_params": active, "layers": a.layers, "max_context": a.max_context,
+                    "experts": a.experts, "experts_per_token": a.experts_per_token,
+                    "kv_bytes_per_token_fp16": 2 * a.kv_cache_elements(1, 1), "measurable_here": a.id in here,
+                    "source": a.source})
+    return out
+
+
 def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -> dict[str, Any]:
     """``dlgpu.llm-calibration/1``: refit the LLM inference model on published rows (``llm.calibration``)."""
     from dlgpu.llm.calibration import calibrate_llm as run

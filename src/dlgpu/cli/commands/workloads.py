@@ -19,6 +19,9 @@ def add_parser(sub: Subparsers) -> None:
     lst.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
     lst.add_argument("--all", action="store_true", default=argparse.SUPPRESS, help=ALL_HELP)
     add_json(lst, default=argparse.SUPPRESS)
+    llm = inner.add_parser("llm", help="the LLM architecture catalog: every published configuration dlgpu predicts "
+                                       "(dense and mixture-of-experts), with its parameters, context and KV cache")
+    add_json(llm, default=argparse.SUPPRESS)
     show = inner.add_parser("show", help="details of one workload: parameters and the real task")
     show.add_argument("name")
     add_json(show, default=argparse.SUPPRESS)
@@ -27,7 +30,31 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "llm":
+        return _llm(args)
     return _show(args) if args.action == "show" else _list(args)
+
+
+LLM_CATALOG_SCHEMA = "dlgpu.llm-catalog/1"
+
+
+def _llm(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    rows = api.llm_catalog()
+    if args.json:
+        emit_json({"schema": LLM_CATALOG_SCHEMA, "models": rows})
+        return 0
+    t = Table(title="LLM architectures (`dlgpu predict ID --task decode -p q4_k_m -H GPU`; measurable here: `dlgpu "
+                    "bench -w ID --task decode`)", title_justify="left")
+    for col in ("id", "name", "params", "active", "layers", "context", "KV/token (fp16)", "measurable here"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["id"], r["name"], f"{r['total_params'] / 1e9:,.2f}B", f"{r['active_params'] / 1e9:,.2f}B",
+                  str(r["layers"]), f"{r['max_context']:,}", f"{r['kv_bytes_per_token_fp16'] / 1024:,.1f} KiB",
+                  "yes" if r["measurable_here"] else "-")
+    console().print(t)
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
