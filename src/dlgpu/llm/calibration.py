@@ -13,17 +13,21 @@ from dlgpu.catalog import Catalog, load_catalog
 from dlgpu.errors import BadInput
 from dlgpu.home import write_json_atomic
 
+from .memory import largest_concurrency
 from .perf import LlmCalibration, LlmSample, errors_pct, fit_llm, held_out
 from .published import LlmRow, load_published_llm
+from .serving import ServeSample, fit_serving, serving_held_out
 from .workload import llm_work, resolve_published_model
 
 LLM_CALIBRATION_FILE = Path(__file__).parent / "data" / "llm_calibration.json"
 LLM_CALIBRATION_SCHEMA = "dlgpu.llm-calibration/1"
 
 RUNTIMES = {"llama.cpp": "llama.cpp"}
-"""Runtime families the model is fitted for (``LlmRow.runtime_family`` -> the name predictions state). TensorRT-LLM
-and vLLM rows are aggregate serving throughputs at an engine-chosen concurrency, not yet modelled: kept out, with
-that reason."""
+"""Runtime families the per-sequence model is fitted for (``LlmRow.runtime_family`` -> the name predictions state)."""
+
+SERVING_RUNTIMES = {"tensorrt-llm": "tensorrt-llm"}
+"""Runtime families the serving model (``serving``) is fitted for: TensorRT-LLM's max-throughput tables (prompt and
+output lengths stated; FP8 and FP16). vLLM rows state no prompt length: not used, with that reason."""
 
 
 def llm_samples(rows: Sequence[LlmRow], catalog: Catalog) -> tuple[list[LlmSample], list[dict[str, Any]]]:
@@ -56,6 +60,45 @@ def llm_samples(rows: Sequence[LlmRow], catalog: Catalog) -> tuple[list[LlmSampl
     return samples, skipped
 
 
+def serve_samples(rows: Sequence[LlmRow], catalog: Catalog) -> tuple[list[ServeSample], list[dict[str, Any]]]:
+    """Serving rows (aggregate output tokens/s) the serving model can be fitted on: (samples, [{row, reason}])."""
+    from dlgpu.results import usable_memory_bytes
+
+    samples: list[ServeSample] = []
+    skipped: list[dict[str, Any]] = []
+    for r in rows:
+        if r.phase != "serve" or r.runtime_family in RUNTIMES:
+            continue
+        why = None
+        fmt = r.quant.lower()
+        if r.runtime_family not in SERVING_RUNTIMES:
+            why = f"{r.runtime}: its rows state no prompt length, which the serving model needs"
+        elif r.status != "ok" or not r.value:
+            why = f"status {r.status}"
+        elif fmt not in ("fp8", "fp16"):
+            why = f"{r.quant}: no tensor peak for it in the catalog"
+        elif not r.input_len or not r.output_len:
+            why = "no prompt or output length"
+        if why is None:
+            try:
+                gpu = catalog.gpu(r.catalog_id)
+                arch = resolve_published_model(r.model)
+                kv = "fp8" if fmt == "fp8" else "fp16"
+                work = llm_work(arch, fmt, kv)
+                usable = usable_memory_bytes(gpu.memory_bytes or 0) * r.num_gpus
+                fit_n = largest_concurrency(arch, fmt, kv, usable, int(r.input_len or 0) + int(r.output_len or 0))
+            except BadInput as exc:
+                why = str(exc)
+        if why is not None:
+            skipped.append({"row": r.index, "reason": why})
+            continue
+        conc = int(r.concurrency) if r.concurrency.isdigit() else None
+        samples.append(ServeSample(f"{r.model} {fmt} {r.catalog_id} {r.input_len}/{int(r.output_len or 0)}",
+                                   SERVING_RUNTIMES[r.runtime_family], gpu, r.num_gpus, work, fmt,
+                                   int(r.input_len or 0), int(r.output_len or 0), fit_n, conc, float(r.value or 0)))
+    return samples, skipped
+
+
 def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -> dict[str, Any]:
     """Fit on the shipped published rows (and any extra files in their columns), report in-sample and
     leave-one-device-out errors per phase, write the parameters with them."""
@@ -68,9 +111,15 @@ def calibrate_llm(output: Path | None = None, data_files: Sequence[Path] = ()) -
         raise BadInput(f"only {len(samples)} usable LLM rows; need at least 10")
     cal = fit_llm(samples)
     lodo = held_out(samples, lambda s: s.gpu.id)
-    doc = {"schema": LLM_CALIBRATION_SCHEMA, "values": cal.values, "rows_used": len(samples),
+    served, serve_skipped = serve_samples(rows, catalog)
+    serving = fit_serving(served) if len(served) >= 10 else {}
+    serve_rows = {r.index for r in rows if r.phase == "serve" and r.runtime_family not in RUNTIMES}
+    skipped = [x for x in skipped if x["row"] not in serve_rows] + serve_skipped  # the serving model's reasons
+    doc = {"schema": LLM_CALIBRATION_SCHEMA, "values": {**cal.values, **serving}, "rows_used": len(samples),
            "rows_skipped": skipped, "in_sample": _summary(errors_pct(cal, samples)),
            "leave_one_device_out": lodo,
+           "serving": {"rows_used": len(served), "leave_one_device_out": serving_held_out(served) if serving else None,
+                       "devices": sorted({s.gpu.id for s in served})},
            "devices": sorted({s.gpu.id for s in samples}),
            "sources": sorted({r.source_url for r in rows})}
     write_json_atomic(output or LLM_CALIBRATION_FILE, doc)

@@ -23,6 +23,10 @@ LLM_PREDICT_SCHEMA = "dlgpu.llm-predict/1"
 RUNTIME = "llama.cpp"
 """The runtime predictions are for: the one the shipped calibration fits (published llama.cpp rows)."""
 
+SERVE_RUNTIME = "tensorrt-llm"
+"""The serving engine ``--task serve`` is predicted for: the one whose published max-throughput tables the serving
+model is fitted on (``serving``)."""
+
 SETTINGS = {"prompt": 512, "output": 128, "kv": "fp16"}
 """``--set`` keys of an LLM prediction and their defaults: llama-bench's pp512 and tg128, an fp16 KV cache."""
 
@@ -36,7 +40,7 @@ def is_llm_request(workload: str, precision: str, task: str) -> bool:
         return True
     families = {w.name: w.family for w in list_workloads()}
     # a catalog LLM registered for measuring here (family llm) is predicted as a runtime serves it
-    return task == "prefill" or (task == "decode" and families.get(workload, "llm") == "llm")
+    return task in ("prefill", "serve") or (task == "decode" and families.get(workload, "llm") == "llm")
 
 
 def _settings(overrides: Mapping[str, str]) -> dict[str, Any]:
@@ -59,20 +63,25 @@ def _settings(overrides: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _interval(cal_fit: Mapping[str, Any], phase: str, tok_s: float) -> dict[str, Any] | None:
-    rows = [r["error_pct"] / 100 for r in (cal_fit.get("leave_one_device_out") or {}).get("rows", [])
+    held = (cal_fit.get("serving") or {}) if phase == "serve" else cal_fit
+    rows = [r["error_pct"] / 100 for r in (held.get("leave_one_device_out") or {}).get("rows", [])
             if r["phase"] == phase]
     if len(rows) < 10:
         return None
     q = statistics.quantiles(sorted(rows), n=10, method="inclusive")
     return {"low": tok_s / (1 + q[-1]), "high": tok_s / (1 + q[0]),
-            "basis": f"10th-90th percentile of the leave-one-device-out {phase} errors on published {RUNTIME} rows"}
+            "basis": f"10th-90th percentile of the leave-one-device-out {phase} errors on published "
+                     f"{SERVE_RUNTIME if phase == 'serve' else RUNTIME} rows"}
 
 
 def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str, task: str,
                 batch_size: int | None, overrides: Mapping[str, str]) -> dict[str, Any]:
     """An LLM's decode or prefill on a catalog GPU, as ``RUNTIME`` runs it, as a ``dlgpu.llm-predict/1`` document."""
-    if task not in ("decode", "prefill"):
-        raise BadInput(f"--task {task}: an LLM with a weight format is predicted for decode or prefill", param="task")
+    if task not in ("decode", "prefill", "serve"):
+        raise BadInput(f"--task {task}: an LLM with a weight format is predicted for decode, prefill or serve",
+                       param="task")
+    if task == "serve":
+        return _serve(catalog, model, hardware, weight_format, batch_size, overrides)
     arch = resolve_model(model)
     fmt = get_format(weight_format)
     s = _settings(overrides)
@@ -132,3 +141,58 @@ def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str,
         out["note"] = (f"does not fit: needs {mem.total_bytes / 2**30:.1f} GiB, has {usable / 2**30:.1f} GiB usable"
                        if usable else "does not fit")
     return out
+
+
+def _serve(catalog: Catalog, model: str, hardware: str, weight_format: str, batch_size: int | None,
+           overrides: Mapping[str, str]) -> dict[str, Any]:
+    """Output tokens/s of a serving engine answering requests of ``prompt`` + ``output`` tokens (``serving``)."""
+    from .serving import ServeSample, serve_tok_s
+
+    fmt = weight_format.lower()
+    if fmt not in ("fp8", "fp16"):
+        raise BadInput(f"--precision {weight_format}: serving is predicted for fp8 and fp16 (the formats of the "
+                       f"{SERVE_RUNTIME} tables it is fitted on)", param="precision")
+    arch = resolve_model(model)
+    s = _settings(overrides)
+    if batch_size is not None and batch_size <= 0:
+        raise BadInput(f"{batch_size}: the concurrency must be a positive integer", param="batch_size")
+    context = s["prompt"] + s["output"]
+    if context > arch.max_context:
+        raise BadInput(f"--set prompt + output = {context} tokens: {arch.id} takes at most {arch.max_context}",
+                       param="overrides")
+    try:
+        gpu: GpuSpec = catalog.gpu(hardware)
+    except (BadInput, KeyError):
+        raise BadInput(f"unknown hardware {hardware!r} (see `dlgpu hardware list`)", param="hardware") from None
+    if backend(gpu) != "cuda":
+        raise BadInput(f"{gpu.id}: {SERVE_RUNTIME} runs on NVIDIA GPUs", param="hardware")
+    kv = "fp8" if fmt == "fp8" else "fp16"
+    usable = usable_memory_bytes(gpu.memory_bytes or 0)
+    most = largest_concurrency(arch, fmt, kv, usable, context)
+    cal = load_llm_calibration()
+    sample = ServeSample(arch.id, SERVE_RUNTIME, gpu, 1, llm_work(arch, fmt, kv), fmt, s["prompt"], s["output"],
+                         most, batch_size)
+    total, batch = serve_tok_s(sample, cal.values)
+    mem = llm_memory(arch, fmt, kv, context, max(1, int(batch)))
+    fitted = any(k.startswith(f"{SERVE_RUNTIME}:serve:") for k in cal.values)
+    return {
+        "schema": LLM_PREDICT_SCHEMA, "created_at": utc_now(), "dlgpu": dlgpu_version(),
+        "model": arch.id, "model_name": arch.name, "hardware": gpu.id, "hardware_name": gpu.name,
+        "runtime": SERVE_RUNTIME, "backend": backend(gpu), "weight_format": fmt, "kv_format": kv, "task": "serve",
+        "batch_size": int(batch), "prompt_tokens": s["prompt"], "output_tokens": s["output"], "source": "predicted",
+        "tokens_per_s_total": total, "tokens_per_s_per_sequence": total / batch,
+        "interval": _interval(cal.fit, "serve", total),
+        "memory": {"weights_bytes": mem.weights_bytes, "kv_cache_bytes": mem.kv_cache_bytes,
+                   "activation_bytes": mem.activation_bytes, "total_bytes": mem.total_bytes, "usable_bytes": usable,
+                   "fits": most >= 1 and (batch_size is None or batch_size <= most), "basis": mem.basis,
+                   "largest_context": largest_context(arch, fmt, kv, usable, max(1, int(batch))),
+                   "largest_concurrency": most},
+        "basis": (f"predicted for {SERVE_RUNTIME} with in-flight batching: {int(batch)} requests in flight ("
+                  + ("asked" if batch_size else "as many as fit, up to the engine's fitted cap") + f") of "
+                  f"{s['prompt']} + {s['output']} tokens; each round = their prefills + {s['output']} decode "
+                  "steps; " + ("fitted to its published max-throughput tables" if fitted else
+                               "assumed efficiencies (not fitted)")),
+        "verify": (f"trtllm-bench --model {arch.hf_repo} throughput --dataset <{s['prompt']}/{s['output']} "
+                   "synthetic>"
+                   " (TensorRT-LLM's max-throughput benchmark)"),
+    }

@@ -33,7 +33,7 @@ def resolve_published_model(name: str) -> LlmArch:
     for arch in load_architectures().values():
         if key(arch.hf_repo) == wanted or arch.id == wanted:
             return arch
-    raise BadInput(f"{name}: no architecture in dlgpu's LLM catalog has this name (`dlgpu workloads --llm` lists "
+    raise BadInput(f"{name}: no architecture in dlgpu's LLM catalog has this name (`dlgpu workloads llm` lists "
                    "them; a path to a config.json works too)")
 
 

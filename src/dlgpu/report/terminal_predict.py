@@ -168,7 +168,11 @@ def print_llm_prediction(console: Console, doc: dict[str, Any]) -> None:
             f"{escape(doc['hardware_name'])}, {doc['runtime']}, batch {doc['batch_size']}: ")
     iv = doc.get("interval")
     rng = f" (likely {iv['low']:,.1f}-{iv['high']:,.1f})" if iv else ""
-    if doc["task"] == "decode":
+    if doc["task"] == "serve":
+        console.print(head + f"{doc['tokens_per_s_total']:,.0f} output tokens/s in total{rng}, "
+                      f"{doc['tokens_per_s_per_sequence']:,.1f} per request, serving requests of "
+                      f"{doc['prompt_tokens']} + {doc['output_tokens']} tokens (predicted)")
+    elif doc["task"] == "decode":
         console.print(head + f"{doc['tokens_per_s_per_sequence']:,.1f} tokens/s per sequence{rng}, "
                       f"{doc['tpot_ms']:.2f} ms per output token, {doc['tokens_per_s_total']:,.1f} tokens/s in total "
                       "(predicted)")
@@ -202,3 +206,9 @@ def print_llm_calibration(console: Console, doc: dict[str, Any]) -> None:
     for phase, s in o["by_phase"].items():
         console.print(f"  leave-one-device-out {phase}: median |error| {s['median_abs_error_pct']:.1f}%, 90th "
                       f"percentile {s['p90_abs_error_pct']:.1f}% over {s['n']} rows")
+    serving = (doc.get("serving") or {}).get("leave_one_device_out")
+    if serving:
+        s = serving["overall"]
+        console.print(f"  serving (TensorRT-LLM max-throughput tables, {doc['serving']['rows_used']} rows over "
+                      f"{len(doc['serving']['devices'])} GPUs), leave-one-device-out: median |error| "
+                      f"{s['median_abs_error_pct']:.1f}%, 90th percentile {s['p90_abs_error_pct']:.1f}%")

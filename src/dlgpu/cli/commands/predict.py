@@ -25,8 +25,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--precision", "-p", default="fp32", choices=(*PRECISIONS, *_llm_formats()),
                    help="fp32, tf32, bf16, fp16; for an LLM's decode or prefill, a weight format (int8, int4, q4_k_m, "
                         "q8_0, fp8, nvfp4, ...)")
-    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "prefill"),
-                   help="train, infer, decode (a step, traced); for an LLM served by a runtime, decode or prefill")
+    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "prefill", "serve"),
+                   help="train, infer, decode (a step, traced); for an LLM served by a runtime, decode or prefill "
+                        "(llama.cpp) or serve (TensorRT-LLM, in-flight batching; -b: the concurrency)")
     add_batch_size(p)
     add_overrides(p)
     add_catalog(p)
