@@ -18,11 +18,15 @@ def test_serving_advice_fits_every_user_and_meets_the_rate() -> None:
     doc = api.advise_llm("llama-3.1-8b", "serve", users=8, tokens_per_s=20, context=8192)
     assert doc["schema"] == "dlgpu.llm-advise/1" and doc["runtime"] == "llama.cpp"
     arch = get_arch("llama-3.1-8b")
+    runtimes = set()
     for c in doc["candidates"]:
-        need = llm_memory(arch, c["weight_format"], "fp16", 8192, 8).total_bytes
+        kv = "fp8" if c["weight_format"] == "fp8" else "fp16"  # a serving engine keeps an FP8 model's cache in fp8
+        need = llm_memory(arch, c["weight_format"], kv, 8192, 8).total_bytes
         assert c["need_bytes"] == need and c["fits"] == (need <= c["usable_bytes"])
         assert c["meets"] == (c["fits"] and c["tokens_per_s_per_user"] >= 20)
         assert c["tokens_per_s_total"] == pytest.approx(8 * c["tokens_per_s_per_user"])
+        runtimes.add(c["runtime"])
+    assert runtimes == {"llama.cpp", "tensorrt-llm"}  # serving engines on NVIDIA GPUs, llama.cpp everywhere
     rent = doc["cheapest"]["rent"]
     assert rent is not None and rent["meets"]
     cheaper = [c for c in doc["candidates"] if c["how"] == "rent" and c["meets"] and c["cost_usd"] < rent["cost_usd"]]

@@ -207,7 +207,7 @@ def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None
                tokens: int | None = None, deadline_s: float | None = None, formats: Sequence[str] = (),
                kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
                budget_usd: float | None = None, catalog_files: Sequence[Path] = (),
-               db: Path | None = None) -> dict[str, Any]:
+               db: Path | None = None, output_tokens: int = 256) -> dict[str, Any]:
     """``dlgpu.llm-advise/1``: can this LLM be served or a text generated at the rate asked, on what, in which
     weight format (``advise.llm``); this machine judged by its stored `dlgpu bench` decode of the model."""
     from dlgpu.advise.llm import advise_llm as run
@@ -219,7 +219,7 @@ def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None
     arch = resolve_model(model)
     stored = local_measurements(arch.id, "decode", {}, db, current_machine().to_dict(), None, None)
     return run(load_catalog(catalog_files), model, task, users, tokens_per_s, context, tokens, deadline_s, formats,
-               kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"))
+               kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"), output_tokens)
 
 
 def llm_catalog() -> list[dict[str, Any]]:

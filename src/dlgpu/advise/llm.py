@@ -18,7 +18,7 @@ from dlgpu.llm.calibration import load_llm_calibration
 from dlgpu.llm.formats import get_format, get_kv_format
 from dlgpu.llm.memory import llm_memory, unified_memory_share
 from dlgpu.llm.perf import backend, decode_step_s
-from dlgpu.llm.predict import RUNTIME
+from dlgpu.llm.predict import RUNTIME, SERVE_RUNTIME
 from dlgpu.llm.workload import llm_work, resolve_model
 from dlgpu.results import usable_memory_bytes
 
@@ -43,6 +43,7 @@ class LlmCandidate:
     cost_usd: float | None  # buy: the launch price of the cards; rent: per hour
     cost_basis: str
     extrapolated: bool  # no published row of the runtime on this backend: assumed efficiencies
+    runtime: str = RUNTIME
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +64,7 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
                context: int = 4096, tokens: int | None = None, deadline_s: float | None = None,
                formats: Sequence[str] = (), kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"),
                hardware: Sequence[str] = (), budget_usd: float | None = None,
-               local: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               local: Mapping[str, Any] | None = None, output_tokens: int = 256) -> dict[str, Any]:
     """The verdict, the candidates that fit and meet the rate (cheapest, fastest), the smallest device that fits
     each format, and every candidate with its basis, as a ``dlgpu.llm-advise/1`` document. ``local``: this
     machine's stored ``dlgpu bench`` decode of the model on its CPU (``store.history.local_measurements``'s record),
@@ -122,6 +123,9 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
                 meets = False
             cands.append(LlmCandidate(name, how, g.id, count, f.name, fits, mem.total_bytes, usable, rate,
                                       rate * users, meets, cost, cost_basis, not fitted))
+        if task == "serve" and backend(g) == "cuda":
+            cands += _served(arch, g, name, how, count, cost, cost_basis, users, tokens_per_s, context,
+                             output_tokens, budget_usd, cal.values)
     ok = [c for c in cands if c.meets]
     priced = [c for c in ok if c.cost_usd is not None]
     cheapest = {how: min((c for c in priced if c.how == how),
@@ -143,7 +147,7 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
                    f"tokens/s per user (measured, {here['precision']}; {here['basis']}), which meets the job.")
     elif ok:
         parts = [f"{'buy' if k == 'buy' else 'rent'} {c.name} ({c.weight_format}, {c.tokens_per_s_per_user:,.1f} "
-                 f"tokens/s per user, ${c.cost_usd:,.2f}{'/h' if k == 'rent' else ''}"
+                 f"tokens/s per user with {c.runtime}, ${c.cost_usd:,.2f}{'/h' if k == 'rent' else ''}"
                  f"{'; extrapolated: no published llama.cpp row on its backend' if c.extrapolated else ''})"
                  for k, c in cheapest.items() if c is not None]
         lead = (f"A GPU is needed to {job} with {arch.name}: this machine's CPU decodes "
@@ -165,13 +169,14 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
         "fastest": None if fastest is None else fastest.to_dict(),
         "smallest_that_fits": smallest,
         "this_machine": here,
-        "basis": (f"every speed predicted for {RUNTIME} (decode at {users} concurrent sequence(s), {context} tokens of "
-                  f"context; leave-one-device-out decode error in `dlgpu calibrate --llm`); memory = weights + KV "
-                  "cache "
-                  f"({kv.name}) for every user + one prefill chunk's activations; a rented instance's GPUs as a layer "
-                  "split (memory adds up, speed is one GPU's); Apple GPUs with the share of unified memory macOS lets "
-                  "them wire; candidates marked extrapolated (AMD: no published llama.cpp ROCm row) use assumed "
-                  "efficiencies"),
+        "basis": (f"every speed predicted: {RUNTIME} decoding {users} sequence(s) at {context} tokens of context, "
+                  f"and on NVIDIA GPUs {SERVE_RUNTIME} serving {users} request(s) in flight of "
+                  f"{max(1, context - output_tokens)} + {output_tokens} tokens, their prefills included "
+                  "(leave-one-device-out errors in `dlgpu calibrate --llm`); memory = weights + KV cache "
+                  f"({kv.name}; fp8 with FP8 weights) for every user + one prefill chunk's activations; a rented "
+                  f"instance's GPUs as a layer split for {RUNTIME} (memory adds up, speed is one GPU's) and tensor "
+                  f"parallel for {SERVE_RUNTIME}; Apple GPUs with the share of unified memory macOS lets them wire; "
+                  "candidates marked extrapolated (AMD: no published llama.cpp ROCm row) use assumed efficiencies"),
         "candidates": [c.to_dict() for c in sorted(cands, key=lambda c: (not c.meets, -c.tokens_per_s_per_user))],
     }
 
@@ -194,3 +199,36 @@ def _this_machine(model: str, local: Mapping[str, Any] | None, task: str, users:
             "precision": local.get("precision"), "run_id": local.get("_run_id"),
             "basis": f"median of {runs} stored run(s) at batch {batch}"
                      + ("" if users <= batch else f", shared by {users} users (no gain from batching assumed)")}
+
+
+def _served(arch: Any, g: GpuSpec, name: str, how: str, count: int, cost: float | None, cost_basis: str, users: int,
+            tokens_per_s: float | None, context: int, output_tokens: int, budget_usd: float | None,
+            values: Mapping[str, float]) -> list[LlmCandidate]:
+    """The same device serving with TensorRT-LLM (in-flight batching, tensor parallel over an instance's GPUs) in
+    FP8 (where the GPU has an 8-bit tensor rate: Ada and newer) and FP16: ``users`` requests in flight, each a
+    prompt of ``context - output_tokens`` tokens and ``output_tokens`` generated (``llm.serving``)."""
+    from dlgpu.llm.serving import ServeSample, serve_peak, serve_tok_s
+
+    out = []
+    cc = g.cuda_cc
+    for fmt in ("fp8", "fp16"):
+        if fmt == "fp8" and (cc is None or cc < (8, 9) or not g.int8_ops_per_s):
+            continue
+        if not serve_peak(g, fmt) or not g.fp16_flops_per_s:  # no tensor cores: not a TensorRT-LLM target
+            continue
+        kv = "fp8" if fmt == "fp8" else "fp16"
+        prompt = max(1, context - output_tokens)
+        sample = ServeSample(arch.id, SERVE_RUNTIME, g, count, llm_work(arch, fmt, kv), fmt, prompt,
+                             min(output_tokens, context), 0, users)
+        total, _ = serve_tok_s(sample, dict(values))
+        rate = total / users
+        mem = llm_memory(arch, fmt, kv, context, users)
+        usable = usable_llm_memory(g, count)
+        fits = mem.total_bytes <= usable
+        meets = fits and (tokens_per_s is None or rate >= tokens_per_s)
+        if budget_usd is not None and how == "buy" and (cost is None or cost > budget_usd):
+            meets = False
+        fitted = any(k.startswith(f"{SERVE_RUNTIME}:serve:") for k in values)
+        out.append(LlmCandidate(name, how, g.id, count, fmt, fits, mem.total_bytes, usable, rate, total, meets, cost,
+                                cost_basis, not fitted, SERVE_RUNTIME))
+    return out

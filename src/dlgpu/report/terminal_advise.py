@@ -131,14 +131,16 @@ def print_llm_advice(console: Console, doc: dict[str, Any], top: int = 15) -> No
                          "GiB usable)" if s else "none in the catalog"))
     console.print(f"  • Basis: {escape(doc['basis'])}")
     table = Table(title=f"candidates, those that fit and meet the rate first (top {top})", title_justify="left")
-    for col, just in (("candidate", "left"), ("how", "left"), ("format", "left"), ("tokens/s per user", "right"),
-                      ("tokens/s total", "right"), ("memory GiB", "right"), ("fits", "left"), ("meets", "left"),
-                      ("cost", "right")):
+    columns = (("candidate", "left"), ("how", "left"), ("runtime", "left"), ("format", "left"),
+               ("tokens/s per user", "right"), ("tokens/s total", "right"), ("memory GiB", "right"), ("fits", "left"),
+               ("meets", "left"), ("cost", "right"))
+    for col, just in columns:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for c in doc["candidates"][:top]:
         cost = "-" if c["cost_usd"] is None else f"${c['cost_usd']:,.2f}" + ("/h" if c["how"] == "rent" else "")
         mark = "ˣ" if c["extrapolated"] else "ᵖ"
-        table.add_row(escape(c["name"]), c["how"], c["weight_format"], f"{c['tokens_per_s_per_user']:,.1f}{mark}",
+        table.add_row(escape(c["name"]), c["how"], c.get("runtime", ""), c["weight_format"],
+                      f"{c['tokens_per_s_per_user']:,.1f}{mark}",
                       f"{c['tokens_per_s_total']:,.1f}{mark}",
                       f"{c['need_bytes'] / 2**30:.1f}/{c['usable_bytes'] / 2**30:.1f}",
                       "yes" if c["fits"] else "no", "yes" if c["meets"] else "no", cost)

@@ -72,6 +72,8 @@ def _llm_flags(p: argparse.ArgumentParser) -> None:
     llm.add_argument("--tokens-per-s", type=float, metavar="T", help="output tokens per second each user needs")
     llm.add_argument("--context", type=int, default=4096, metavar="C", help="tokens of context per user (4096)")
     llm.add_argument("--tokens", type=int, metavar="N", help="tokens to generate (--task generate)")
+    llm.add_argument("--output", type=int, default=256, metavar="O",
+                     help="tokens each served request generates (of its --context), for serving engines (256)")
     llm.add_argument("--format", nargs="+", action="extend", default=[], metavar="F",
                      help="weight formats to consider (default fp16 q8_0 q4_k_m)")
     llm.add_argument("--kv", default="fp16", metavar="F", help="KV cache format (fp16, q8_0, q4_0, fp8)")
@@ -88,7 +90,8 @@ def _advise_llm(args: argparse.Namespace) -> int:
                          context=args.context, tokens=args.tokens, deadline_s=_deadline_s(args.deadline),
                          formats=args.format, kv_format=args.kv,
                          sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
-                         hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog, db=args.db)
+                         hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog, db=args.db,
+                         output_tokens=args.output)
     print_llm_advice(console(stderr=args.json), doc, args.top)
     if args.json:
         emit_json(doc)
