@@ -249,3 +249,10 @@ def test_an_int8_run_is_stored_exported_and_imported(tmp_path: Path, capsys: pyt
 def test_predict_routes_a_registered_llm_to_the_runtime_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "llama-3-8b", "--task", "decode", "-H", "rtx-4090", "-p", "bf16", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["schema"] == "dlgpu.llm-predict/1"
+
+
+def test_the_bench_table_says_what_an_llm_sample_is(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "-w", "test_llm", "--task", "decode", "-p", "bf16", "--quick", "--no-save"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "LLM decode: a sample is one output token" in text and "(TPOT)" in text

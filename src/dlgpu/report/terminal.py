@@ -193,6 +193,15 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     notes.append("median ±95%: the median step time's 95% bootstrap confidence interval, as ± its share; "
                  "(ceiling) = the time budget ran out before the interval reached its target.")
     notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
+    llm = [r for r in report.results if (specs.get(r.workload) is not None
+                                        and specs[r.workload].family == "llm" and r.status == "ok")]
+    if any(r.task == "decode" for r in llm):
+        notes.append("LLM decode: a sample is one output token; the step is the time per output token (TPOT) of "
+                     "each of the batch's sequences, samples/s the tokens/s of all of them (per sequence: / batch), "
+                     "J/sample the energy per token.")
+    if any(r.task == "infer" for r in llm):
+        notes.append("LLM infer is the prefill: a sample is one prompt token, the step the time to process the "
+                     "prompt (time to first token, without sampling).")
     contended = [r for r in report.results if r.contended]
     if contended:
         notes.append(f"contended ({len(contended)} results): other processes used more than their share of the "
