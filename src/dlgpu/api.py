@@ -65,12 +65,15 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
           budget_s: float | None = None, observer: BenchObserver | None = None, save_to: Path | None = None,
           custom_specs: Sequence[WorkloadSpec] = (), include_hostname: bool = False,
           on_step: Callable[[int, float], None] | None = None, telemetry: bool = True,
-          telemetry_period_s: float | None = None, db: Path | None = None) -> BenchReport:
+          telemetry_period_s: float | None = None, db: Path | None = None,
+          runtime: str | None = None) -> BenchReport:
     """Measure workloads on this machine's devices (``measure.suite``): every input is validated before anything
     runs; each result is saved in ``db`` (and ``save_to``, a JSON file) as it finishes.
 
     ``timing``: the adaptive timer's budget per configuration (default: quick or standard); ``budget_s`` changes
-    only its seconds. ``telemetry``: sample power, energy and utilization beside every measured region."""
+    only its seconds. ``telemetry``: sample power, energy and utilization beside every measured region.
+    ``runtime``: ``pytorch`` (default) or ``llama.cpp`` (the catalog LLMs on the CPU, precisions the GGUF weight
+    types f16, q8_0, q4_0; ``measure.llamacpp_bench``)."""
     from dlgpu.analyze.profiles import profile, register_custom
     from dlgpu.measure.suite import plan_suite, run_suite
     from dlgpu.measure.telemetry import DEFAULT_PERIOD_S
@@ -84,7 +87,8 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
     suite = plan_suite(workloads, devices, precisions, tasks, quick=quick, batch_size=batch_size,
                        overrides=dict(overrides or {}), timing=timing, custom_specs=custom_specs,
                        include_hostname=include_hostname, telemetry=telemetry,
-                       telemetry_period_s=DEFAULT_PERIOD_S if telemetry_period_s is None else telemetry_period_s)
+                       telemetry_period_s=DEFAULT_PERIOD_S if telemetry_period_s is None else telemetry_period_s,
+                       runtime=runtime)
     for spec in custom_specs:
         register_custom(spec)
     return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step)
@@ -200,7 +204,28 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
     from dlgpu.catalog import load_catalog
     from dlgpu.llm.predict import predict_llm as run
 
-    return run(load_catalog(catalog_files), model, hardware, weight_format, task, batch_size, overrides or {})
+    local = local_llm_cpu() if hardware == "local" else None
+    return run(load_catalog(catalog_files), model, hardware, weight_format, task, batch_size, overrides or {}, local)
+
+
+def local_llm_cpu(db: Path | None = None) -> Any:
+    """This machine's CPU with the llama.cpp measurements made on it (``llm.cpu.LocalCpuRuns``): the shipped ones
+    where this is the machine they were made on (``llm.cpu.shipped_runs_for``). No torch here."""
+    import os
+
+    import psutil
+
+    from dlgpu.catalog.local import this_cpu
+    from dlgpu.llm.cpu import LocalCpuRuns, shipped_runs_for
+
+    name, _ = this_cpu()
+    try:
+        threads = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        threads = os.cpu_count() or 1
+    runs = shipped_runs_for(name, threads)
+    return LocalCpuRuns(name, threads, int(psutil.virtual_memory().total), runs,
+                        "dlgpu's shipped measurements on this machine (llm/data/measured)" if runs else "none")
 
 
 def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None = None, context: int = 4096,
@@ -219,7 +244,8 @@ def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None
     arch = resolve_model(model)
     stored = local_measurements(arch.id, "decode", {}, db, current_machine().to_dict(), None, None)
     return run(load_catalog(catalog_files), model, task, users, tokens_per_s, context, tokens, deadline_s, formats,
-               kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"), output_tokens)
+               kv_format, sources, hardware, budget_usd, stored.by_device.get("cpu"), output_tokens,
+               local_llm_cpu(db))
 
 
 def llm_catalog() -> list[dict[str, Any]]:

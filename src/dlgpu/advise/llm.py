@@ -15,7 +15,8 @@ from dlgpu.catalog import Catalog, GpuSpec
 from dlgpu.errors import BadInput
 from dlgpu.home import dlgpu_version, utc_now
 from dlgpu.llm.calibration import load_llm_calibration
-from dlgpu.llm.formats import get_format, get_kv_format
+from dlgpu.llm.cpu import LocalCpuRuns, fit_cpu
+from dlgpu.llm.formats import WeightFormat, get_format, get_kv_format
 from dlgpu.llm.memory import llm_memory, unified_memory_share
 from dlgpu.llm.perf import backend, decode_step_s
 from dlgpu.llm.predict import RUNTIME, SERVE_RUNTIME
@@ -64,11 +65,14 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
                context: int = 4096, tokens: int | None = None, deadline_s: float | None = None,
                formats: Sequence[str] = (), kv_format: str = "fp16", sources: Sequence[str] = ("buy", "rent"),
                hardware: Sequence[str] = (), budget_usd: float | None = None,
-               local: Mapping[str, Any] | None = None, output_tokens: int = 256) -> dict[str, Any]:
+               local: Mapping[str, Any] | None = None, output_tokens: int = 256,
+               local_cpu: LocalCpuRuns | None = None) -> dict[str, Any]:
     """The verdict, the candidates that fit and meet the rate (cheapest, fastest), the smallest device that fits
     each format, and every candidate with its basis, as a ``dlgpu.llm-advise/1`` document. ``local``: this
     machine's stored ``dlgpu bench`` decode of the model on its CPU (``store.history.local_measurements``'s record),
-    or None: then this machine is not judged, and the verdict says how to measure it."""
+    or None: then this machine is not judged, and the verdict says how to measure it. ``local_cpu``: this machine's
+    CPU with its llama.cpp measurements (``llm.cpu``): where the stored decode does not meet the job, llama.cpp on
+    this CPU is predicted from them in each format that fits its memory."""
     if task not in ("serve", "generate"):
         raise BadInput(f"--task {task}: an LLM job is serve (--users, --tokens-per-s) or generate (--tokens)",
                        param="task")
@@ -139,20 +143,28 @@ def advise_llm(catalog: Catalog, model: str, task: str, users: int = 1, tokens_p
         smallest[f.name] = None if best is None else {"hardware": best.hardware, "name": best.name,
                                                       "need_bytes": best.need_bytes, "usable_bytes": best.usable_bytes}
     here = _this_machine(arch.id, local, task, users, tokens_per_s, tokens, deadline_s)
+    if local_cpu is not None and not here.get("meets"):
+        predicted = _this_cpu_llamacpp(arch, fmts, kv.name, context, local_cpu, task, users, tokens_per_s, tokens,
+                                       deadline_s)
+        if predicted is not None and (predicted["meets"] or here.get("source") != "measured"):
+            here = predicted
     job = (f"serve {users} user{'s' if users > 1 else ''} at {context} tokens of context"
            + (f", {tokens_per_s:g} tokens/s each" if tokens_per_s else "") if task == "serve" else
            f"generate {tokens} tokens" + (f" within {deadline_s:g} s" if deadline_s else ""))
     if here.get("meets"):
         verdict = (f"A CPU is enough: this machine's CPU decodes {arch.name} at {here['tokens_per_s_per_user']:,.2f} "
-                   f"tokens/s per user (measured, {here['precision']}; {here['basis']}), which meets the job.")
+                   f"tokens/s per user ({here['source']}, {here['precision']}"
+                   + (f" with {here['runtime']}" if here.get("runtime") else "")
+                   + f"; {here['basis']}), which meets the job.")
     elif ok:
         parts = [f"{'buy' if k == 'buy' else 'rent'} {c.name} ({c.weight_format}, {c.tokens_per_s_per_user:,.1f} "
                  f"tokens/s per user with {c.runtime}, ${c.cost_usd:,.2f}{'/h' if k == 'rent' else ''}"
                  f"{'; extrapolated: no published llama.cpp row on its backend' if c.extrapolated else ''})"
                  for k, c in cheapest.items() if c is not None]
         lead = (f"A GPU is needed to {job} with {arch.name}: this machine's CPU decodes "
-                f"{here['tokens_per_s_per_user']:,.2f} tokens/s per user (measured), too slow."
-                if here.get("source") == "measured" else
+                f"{here['tokens_per_s_per_user']:,.2f} tokens/s per user ({here['source']}"
+                + (f", {here['precision']} with {here['runtime']}" if here.get("runtime") else "") + "), too slow."
+                if here.get("source") in ("measured", "predicted") else
                 f"A GPU is needed to {job} with {arch.name} unless this machine's CPU is measured to meet it "
                 f"(`dlgpu bench -w {arch.id} --task decode -p bf16 -p int8`).")
         verdict = (lead + " Cheapest that fits and meets it: " + ("; ".join(parts) if parts else "none with a price")
@@ -199,6 +211,35 @@ def _this_machine(model: str, local: Mapping[str, Any] | None, task: str, users:
             "precision": local.get("precision"), "run_id": local.get("_run_id"),
             "basis": f"median of {runs} stored run(s) at batch {batch}"
                      + ("" if users <= batch else f", shared by {users} users (no gain from batching assumed)")}
+
+
+def _this_cpu_llamacpp(arch: Any, fmts: Sequence[WeightFormat], kv: str, context: int, local: LocalCpuRuns,
+                       task: str, users: int, tokens_per_s: float | None, tokens: int | None,
+                       deadline_s: float | None) -> dict[str, Any] | None:
+    """llama.cpp on this CPU, predicted from its llama.cpp measurements, in the fastest format that fits its memory
+    (one sequence at a time: ``users`` share it)."""
+    if not any(r.phase == "decode" for r in local.runs):
+        return None
+    fit = fit_cpu(local.runs)
+    best: tuple[float, WeightFormat] | None = None
+    for f in fmts:
+        need = llm_memory(arch, f, get_kv_format(kv), context, 1).total_bytes
+        if local.ram_bytes is not None and need > local.ram_bytes:
+            continue
+        rate = fit.tokens_per_s(arch.id, f.name, "decode", max(context - 1, 0), 1, kv) / users
+        if best is None or rate > best[0]:
+            best = (rate, f)
+    if best is None:
+        return {"source": "predicted", "meets": False, "tokens_per_s_per_user": 0.0, "runtime": RUNTIME,
+                "precision": None,
+                "basis": f"no format of {', '.join(f.name for f in fmts)} fits this machine's memory"}
+    rate, f = best
+    meets = (tokens_per_s is None or rate >= tokens_per_s) if task == "serve" else (
+        deadline_s is None or (tokens or 0) / rate <= deadline_s)
+    return {"source": "predicted", "meets": meets, "tokens_per_s_per_user": rate, "precision": f.name,
+            "runtime": RUNTIME, "basis": fit.basis(f.name) + f"; runs from {local.source}"
+            + ("" if users == 1 else f"; one sequence at a time, shared by {users} users"),
+            "verify": f"llama-bench -m {arch.id}-{f.name}.gguf -p {context} -n 128 -t {local.threads} -ngl 0"}
 
 
 def _served(arch: Any, g: GpuSpec, name: str, how: str, count: int, cost: float | None, cost_basis: str, users: int,

@@ -14,6 +14,7 @@ from dlgpu.home import dlgpu_version, utc_now
 from dlgpu.results import usable_memory_bytes
 
 from .calibration import load_llm_calibration
+from .cpu import LocalCpuRuns, fit_cpu, leave_one_model_out
 from .formats import WEIGHT_FORMATS, get_format, get_kv_format
 from .memory import largest_concurrency, largest_context, llm_memory, unified_memory_share
 from .perf import backend, decode_step_s, prefill_s
@@ -75,8 +76,10 @@ def _interval(cal_fit: Mapping[str, Any], phase: str, tok_s: float) -> dict[str,
 
 
 def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str, task: str,
-                batch_size: int | None, overrides: Mapping[str, str]) -> dict[str, Any]:
-    """An LLM's decode or prefill on a catalog GPU, as ``RUNTIME`` runs it, as a ``dlgpu.llm-predict/1`` document."""
+                batch_size: int | None, overrides: Mapping[str, str],
+                local_cpu: LocalCpuRuns | None = None) -> dict[str, Any]:
+    """An LLM's decode or prefill on a catalog GPU, as ``RUNTIME`` runs it, as a ``dlgpu.llm-predict/1`` document.
+    ``hardware`` ``local``: this machine's CPU, from ``local_cpu`` (its llama.cpp measurements; ``llm.cpu``)."""
     if task not in ("decode", "prefill", "serve"):
         raise BadInput(f"--task {task}: an LLM with a weight format is predicted for decode, prefill or serve",
                        param="task")
@@ -93,11 +96,13 @@ def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str,
     if context > arch.max_context:
         raise BadInput(f"--set prompt + output = {context} tokens: {arch.id} takes at most {arch.max_context}",
                        param="overrides")
+    if hardware == "local" or (hardware.lower() in {c.id.lower() for c in catalog.cpus}):
+        return _cpu(catalog, arch, fmt, task, batch, s, hardware, local_cpu)
     try:
         gpu: GpuSpec = catalog.gpu(hardware)
     except (BadInput, KeyError):
-        raise BadInput(f"unknown hardware {hardware!r} (see `dlgpu hardware list`; LLMs are predicted on GPUs)",
-                       param="hardware") from None
+        raise BadInput(f"unknown hardware {hardware!r} (see `dlgpu hardware list`; LLMs are predicted on GPUs, and on "
+                       "this machine's CPU as `local`)", param="hardware") from None
     work = llm_work(arch, fmt.name, s["kv"])
     cal = load_llm_calibration()
     e_mem, floor_s, e_pf, fitted = cal.get(RUNTIME, backend(gpu))
@@ -140,6 +145,73 @@ def predict_llm(catalog: Catalog, model: str, hardware: str, weight_format: str,
     if fits is False:
         out["note"] = (f"does not fit: needs {mem.total_bytes / 2**30:.1f} GiB, has {usable / 2**30:.1f} GiB usable"
                        if usable else "does not fit")
+    return out
+
+
+CPU_MEASURE = ("dlgpu bench --runtime llama.cpp -w qwen3-0.6b llama-3.2-1b -p q8_0 q4_0 f16 --task decode infer "
+               "(needs `pip install 'dlgpu[llamacpp]'`)")
+"""How a CPU gets a llama.cpp calibration: measure two small catalog models in three GGUF types on it."""
+
+
+def _cpu(catalog: Catalog, arch: Any, fmt: Any, task: str, batch: int, s: Mapping[str, Any], hardware: str,
+         local: LocalCpuRuns | None) -> dict[str, Any]:
+    """llama.cpp on this machine's CPU, from its own llama.cpp measurements (``llm.cpu``); another CPU, or this
+    one unmeasured, gets no figure and the command that would measure it."""
+    if batch != 1:
+        raise BadInput(f"-b {batch}: llama.cpp on a CPU is predicted for one sequence", param="batch_size")
+    context = s["prompt"] + s["output"]
+    mem = llm_memory(arch, fmt, get_kv_format(s["kv"]), context, 1)
+    here = local is not None and hardware == "local"
+    usable = local.ram_bytes if here and local is not None else None
+    out: dict[str, Any] = {
+        "schema": LLM_PREDICT_SCHEMA, "created_at": utc_now(), "dlgpu": dlgpu_version(),
+        "model": arch.id, "model_name": arch.name, "hardware": hardware,
+        "hardware_name": local.cpu if here and local is not None else next(
+            (c.name for c in catalog.cpus if c.id.lower() == hardware.lower()), hardware),
+        "runtime": RUNTIME, "backend": "cpu",
+        "weight_format": fmt.name, "kv_format": s["kv"], "task": task, "batch_size": 1,
+        "prompt_tokens": s["prompt"], "output_tokens": s["output"],
+        "memory": {"weights_bytes": mem.weights_bytes, "kv_cache_bytes": mem.kv_cache_bytes,
+                   "activation_bytes": mem.activation_bytes, "total_bytes": mem.total_bytes, "usable_bytes": usable,
+                   "fits": None if usable is None else mem.total_bytes <= usable, "basis": mem.basis
+                   + ("; usable: this machine's memory (CPU inference holds the weights in RAM)" if usable else ""),
+                   "largest_context": None if usable is None else largest_context(
+                       arch, fmt, get_kv_format(s["kv"]), usable, 1),
+                   "largest_concurrency": None if usable is None else largest_concurrency(
+                       arch, fmt, get_kv_format(s["kv"]), usable, context)},
+    }
+    if not here or local is None or not any(r.phase == "decode" for r in local.runs):
+        why = ("no published llama.cpp row times a CPU, so a CPU is predicted only from llama.cpp measured on it"
+               + ("" if here else f"; {hardware} is not this machine: predict this machine with -H local"))
+        out.update({"source": "not predicted", "tokens_per_s_per_sequence": None, "tokens_per_s_total": None,
+                    "basis": why, "verify": CPU_MEASURE, "interval": None})
+        return out
+    fit = fit_cpu(local.runs)
+    held = leave_one_model_out(local.runs)
+    phase = "decode" if task == "decode" else "prefill"
+    tok_s = fit.tokens_per_s(arch.id, fmt.name, phase, s["prompt"], s["output"], s["kv"])
+    errs = sorted(r["error_pct"] / 100 for r in held["rows"] if r["phase"] == phase)
+    out["source"] = "predicted"
+    if phase == "decode":
+        out.update({"tpot_ms": 1e3 / tok_s, "tokens_per_s_per_sequence": tok_s, "tokens_per_s_total": tok_s})
+    else:
+        out.update({"ttft_ms": 1e3 * s["prompt"] / tok_s, "tokens_per_s_per_sequence": tok_s,
+                    "tokens_per_s_total": tok_s})
+    if len(errs) >= 5:
+        q = statistics.quantiles(errs, n=10, method="inclusive")
+        out["interval"] = {"low": tok_s / (1 + q[-1]), "high": tok_s / (1 + q[0]),
+                           "basis": f"10th-90th percentile of the leave-one-model-out {phase} errors on this CPU's "
+                                    f"{len(errs)} measurements"}
+    else:
+        out["interval"] = None
+    out["basis"] = (f"predicted for {RUNTIME} on this CPU ({local.cpu}, {local.threads} threads): "
+                    f"{fit.basis(fmt.name)}; runs from {local.source}")
+    out["held_out"] = held["by_phase"]
+    out["verify"] = (f"llama-bench -m {arch.id}-{fmt.name}.gguf -p {s['prompt']} -n {s['output']} "
+                     f"-t {local.threads} -ngl 0")
+    if out["memory"]["fits"] is False and usable:
+        out["note"] = (f"does not fit: needs {mem.total_bytes / 2**30:.1f} GiB, has {usable / 2**30:.1f} GiB "
+                       "of memory")
     return out
 
 

@@ -168,7 +168,9 @@ def print_llm_prediction(console: Console, doc: dict[str, Any]) -> None:
             f"{escape(doc['hardware_name'])}, {doc['runtime']}, batch {doc['batch_size']}: ")
     iv = doc.get("interval")
     rng = f" (likely {iv['low']:,.1f}-{iv['high']:,.1f})" if iv else ""
-    if doc["task"] == "serve":
+    if doc.get("tokens_per_s_per_sequence") is None:
+        console.print(head + f"not predicted: {escape(doc['basis'])}")
+    elif doc["task"] == "serve":
         console.print(head + f"{doc['tokens_per_s_total']:,.0f} output tokens/s in total{rng}, "
                       f"{doc['tokens_per_s_per_sequence']:,.1f} per request, serving requests of "
                       f"{doc['prompt_tokens']} + {doc['output_tokens']} tokens (predicted)")
@@ -190,8 +192,10 @@ def print_llm_prediction(console: Console, doc: dict[str, Any]) -> None:
                       f"{mem['largest_concurrency']:,} sequences of {doc['prompt_tokens'] + doc['output_tokens']:,} "
                       "tokens, fit this device")
     if doc.get("note"):
-        console.print(f"  {escape(doc['note'])}: the speed above is what the device would do if it held the model")
-    console.print(f"  basis: {escape(doc['basis'])}")
+        console.print(f"  {escape(doc['note'])}" + (": the speed above is what the device would do if it held the "
+                                                     "model" if mem.get("fits") is False else ""))
+    if doc.get("tokens_per_s_per_sequence") is not None:
+        console.print(f"  basis: {escape(doc['basis'])}")
     if iv:
         console.print(f"  range: {escape(iv['basis'])}")
     console.print(f"  verify with: {escape(doc['verify'])}")
