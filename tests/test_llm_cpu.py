@@ -137,3 +137,20 @@ def test_advise_judges_this_cpu_by_its_llamacpp_prediction() -> None:
                     local_cpu=_local(runs))
     assert no["verdict"].startswith("A GPU is needed") and "too slow" in no["verdict"]
     assert no["this_machine"]["source"] == "predicted" and not no["this_machine"]["meets"]
+
+
+def test_stored_llamacpp_results_become_runs_at_their_context() -> None:
+    from dlgpu.api import runs_from_results
+
+    results = [
+        {"workload": "qwen3-0.6b", "task": "decode", "precision": "q8_0", "batch_size": 1, "samples_per_s": 16.5,
+         "settings": {"params": {"context_len": 512, "prompt_len": 128}}, "_run_id": "r1"},
+        {"workload": "qwen3-0.6b", "task": "infer", "precision": "q4_0", "batch_size": 128, "samples_per_s": 184.0,
+         "settings": {"params": {"context_len": 512, "prompt_len": 128}}, "_run_id": "r1"},
+        {"workload": "qwen3-0.6b", "task": "decode", "precision": "bf16", "batch_size": 1, "samples_per_s": 9.0,
+         "settings": {"params": {"context_len": 512}}, "_run_id": "r2"},  # a PyTorch format: not llama.cpp's
+    ]
+    runs = runs_from_results(results)
+    assert [r for r, _ in runs] == [CpuRun("qwen3-0.6b", "q8_0", "decode", 512, 0, 16.5),
+                                    CpuRun("qwen3-0.6b", "q4_0", "prefill", 128, 0, 184.0)]
+    assert runs[0][0].context == 512 and {i for _, i in runs} == {"r1"}

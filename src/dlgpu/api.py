@@ -216,16 +216,47 @@ def local_llm_cpu(db: Path | None = None) -> Any:
     import psutil
 
     from dlgpu.catalog.local import this_cpu
+    from dlgpu.devices.machine import current_machine
     from dlgpu.llm.cpu import LocalCpuRuns, shipped_runs_for
+    from dlgpu.store.history import runtime_results
 
     name, _ = this_cpu()
     try:
         threads = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         threads = os.cpu_count() or 1
+    ram = int(psutil.virtual_memory().total)
+    stored = runs_from_results(runtime_results("llama.cpp", db, current_machine().to_dict()))
+    if stored:
+        ids = sorted({r[1] for r in stored})
+        return LocalCpuRuns(name, threads, ram, tuple(r[0] for r in stored),
+                            f"{len(stored)} stored `dlgpu bench --runtime llama.cpp` results of this machine "
+                            f"(run{'s' if len(ids) > 1 else ''} {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})")
     runs = shipped_runs_for(name, threads)
-    return LocalCpuRuns(name, threads, int(psutil.virtual_memory().total), runs,
+    return LocalCpuRuns(name, threads, ram, runs,
                         "dlgpu's shipped measurements on this machine (llm/data/measured)" if runs else "none")
+
+
+def runs_from_results(results: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str]]:
+    """Stored llama.cpp bench results as ``llm.cpu.CpuRun`` (with their run ids): decode at ``context_len``
+    (every timed step attends to that many tokens), prefill of ``prompt_len`` tokens."""
+    from dlgpu.llm.cpu import RATE_TYPES, CpuRun
+
+    out: list[tuple[Any, str]] = []
+    for r in results:
+        params = (r.get("settings") or {}).get("params") or {}
+        if r.get("precision") not in RATE_TYPES or not r.get("samples_per_s"):
+            continue
+        if r.get("task") == "decode" and params.get("context_len"):
+            run = CpuRun(str(r["workload"]), str(r["precision"]), "decode", int(params["context_len"]), 0,
+                         float(r["samples_per_s"]) / int(r.get("batch_size") or 1))
+        elif r.get("task") == "infer" and params.get("prompt_len"):
+            run = CpuRun(str(r["workload"]), str(r["precision"]), "prefill", int(params["prompt_len"]), 0,
+                         float(r["samples_per_s"]))
+        else:
+            continue
+        out.append((run, str(r.get("_run_id", ""))))
+    return out
 
 
 def advise_llm(model: str, task: str, users: int = 1, tokens_per_s: float | None = None, context: int = 4096,

@@ -34,7 +34,7 @@ FLAGS: dict[str, str] = {
     "pue": "--pue", "dataset_size": "--dataset-size", "epochs": "--epochs", "samples": "--samples",
     "prices_usd": "--price", "hardware": "--hardware", "memory": "--memory", "memory_bytes": "--memory",
     "since": "--since", "until": "--until", "limit": "--limit", "kind": "--kind", "db": "--db",
-    "files": "import:", "top": "--top",
+    "files": "import:", "top": "--top", "runtime": "--runtime",
     "sources": "",  # its messages name --own/--buy/--rent in their words (see PROSE)
 }
 """The flag (or the subcommand) that gives each parameter a ``BadInput`` names; '' where the message itself says."""

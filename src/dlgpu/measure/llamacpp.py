@@ -17,12 +17,17 @@ qwen2 (QKV biases) and qwen3 (QK norms) load and run, with either tokenizer.
 The file is "pure": every matrix at ``weight_type`` (llama.cpp's ``--pure``), 1-D tensors (norms, biases) F32,
 a matrix whose row is not a multiple of the block F16. At q8_0 that is exactly llama.cpp's own mix; at q4_0
 llama.cpp would put ``output`` (or a tied ``token_embd``) at Q6_K, which gguf-py cannot write, so the file is a
-little smaller than ``llm.formats.weight_bytes`` for q4_0."""
+little smaller than ``llm.formats.weight_bytes`` for q4_0.
+
+``GgufSession`` holds one loaded GGUF and its context for ``dlgpu bench --runtime llama.cpp``
+(``measure.llamacpp_bench``), which times each ``llama_decode`` call itself; ``measure_llamacpp`` (the benchmark
+script's) reads llama.cpp's counters instead."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +265,132 @@ def _decode_runs(path: Path, prompt_tokens: int, output_tokens: int, n_threads: 
     finally:
         llama_cpp.llama_free(ctx)
         llama_cpp.llama_model_free(model)
+
+
+FLASH_ATTN = {-1: "auto", 0: "off", 1: "on"}
+LOAD_MODES = {-1: "auto", 0: "none", 1: "mmap", 2: "mlock", 3: "mmap+mlock", 4: "direct-io"}
+GGML_TYPES = {0: "f32", 1: "f16", 8: "q8_0", 2: "q4_0", 30: "bf16"}  # ggml_type ids of a KV cache
+
+
+class GgufSession:
+    """A GGUF loaded by llama.cpp's C API on the CPU (no layer offloaded), with one context, for ``dlgpu bench
+    --runtime llama.cpp`` (``measure.llamacpp_bench``): ``decode(tokens)`` is one ``llama_decode`` call and
+    ``synchronize`` waits for it (llama.cpp's CPU decode is synchronous already; the call also books it in
+    ``llama_perf_context``); ``clear`` empties the KV cache, ``keep(n)`` drops every position from ``n`` on.
+    llama.cpp's log is silenced while the session is open. Use as a context manager (frees the context and the
+    model)."""
+
+    def __init__(self, path: str | os.PathLike[str], n_ctx: int, n_batch: int, n_threads: int,
+                 extra_buffers: bool, seed: int = 0) -> None:
+        import llama_cpp
+
+        self._ll = llama_cpp
+        self._logger = logging.getLogger("llama-cpp-python")  # llama-cpp-python's sink for llama.cpp's log
+        self._level = self._logger.level
+        self._logger.setLevel(logging.CRITICAL + 1)
+        self.path = Path(path)
+        self.n_threads = n_threads
+        self.extra_buffers = extra_buffers
+        self.ctx: Any = None
+        self.model: Any = None
+        try:
+            llama_cpp.llama_backend_init()
+            mp = llama_cpp.llama_model_default_params()
+            mp.n_gpu_layers = 0
+            mp.use_extra_bufts = extra_buffers
+            self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mp)
+            if not self.model:
+                raise RuntimeError(f"llama.cpp could not load {self.path.name}")
+            cp = llama_cpp.llama_context_default_params()
+            cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, max(n_batch, 1), min(max(n_batch, 1), 512)
+            cp.n_threads = cp.n_threads_batch = n_threads
+            cp.no_perf = False
+            self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
+            if not self.ctx:
+                raise RuntimeError(f"llama.cpp could not make a context of {n_ctx} tokens for {self.path.name}")
+            self.memory = llama_cpp.llama_get_memory(self.ctx)
+            self.vocab = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model)))
+            self.n_ctx = int(llama_cpp.llama_n_ctx(self.ctx))
+            self.params = {
+                "n_ctx": self.n_ctx, "n_batch": int(cp.n_batch), "n_ubatch": int(cp.n_ubatch),
+                "n_gpu_layers": 0, "use_extra_bufts": extra_buffers,
+                "load_mode": LOAD_MODES.get(int(getattr(mp, "load_mode", -2)), "unknown"),
+                "flash_attn": FLASH_ATTN.get(int(getattr(cp, "flash_attn_type", -2)), "unknown"),
+                "type_k": GGML_TYPES.get(int(cp.type_k), str(cp.type_k)),
+                "type_v": GGML_TYPES.get(int(cp.type_v), str(cp.type_v)),
+            }
+        except BaseException:
+            self.close()
+            raise
+        self._rng = random.Random(seed)
+
+    def tokens(self, n: int) -> Any:
+        """``n`` random token ids, as the C array ``decode`` takes."""
+        return (self._ll.llama_token * n)(*(self._rng.randrange(self.vocab) for _ in range(n)))
+
+    def decode(self, tokens: Any, n: int | None = None) -> None:
+        """One ``llama_decode`` of ``tokens`` (the first ``n``) after what the KV cache holds."""
+        count = len(tokens) if n is None else n
+        rc = self._ll.llama_decode(self.ctx, self._ll.llama_batch_get_one(tokens, count))
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} ({count} tokens)")
+
+    def synchronize(self) -> None:
+        self._ll.llama_synchronize(self.ctx)
+
+    def clear(self) -> None:
+        """Empty the KV cache (its data too)."""
+        self._ll.llama_memory_clear(self.memory, True)
+
+    def keep(self, n: int) -> None:
+        """Drop the KV cache's positions from ``n`` on (the tokens the last decodes appended)."""
+        if not self._ll.llama_memory_seq_rm(self.memory, 0, n, -1):
+            raise RuntimeError(f"llama.cpp could not drop the KV cache's positions from {n} on")
+
+    def set_threads(self, n: int) -> None:
+        self._ll.llama_set_n_threads(self.ctx, n, n)
+        self.n_threads = n
+
+    def perf_reset(self) -> None:
+        self._ll.llama_perf_context_reset(self.ctx)
+
+    def perf(self) -> dict[str, float | int]:
+        """llama.cpp's own counters since ``perf_reset``: prompt batches (``p_eval``) and one-token decodes."""
+        d = self._ll.llama_perf_context(self.ctx)
+        return {"t_p_eval_ms": float(d.t_p_eval_ms), "n_p_eval": int(d.n_p_eval), "t_eval_ms": float(d.t_eval_ms),
+                "n_eval": int(d.n_eval)}
+
+    def close(self) -> None:
+        if self.ctx:
+            self._ll.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self._ll.llama_model_free(self.model)
+            self.model = None
+        self._logger.setLevel(self._level)
+
+    def __enter__(self) -> GgufSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def version() -> str:
+    """llama-cpp-python's version (the bindings and the llama.cpp they were built with)."""
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version("llama_cpp_python")
+    except Exception:
+        import llama_cpp
+
+        return str(getattr(llama_cpp, "__version__", "unknown"))
+
+
+def default_threads() -> int:
+    """Every CPU this process may use (``llama-bench -t``'s count here)."""
+    return _default_threads()
 
 
 def measure_llamacpp(path: str | os.PathLike[str], prompt_tokens: int = 128, output_tokens: int = 32,

@@ -6,7 +6,8 @@ Per plan: precisions the workload or device cannot run are skipped with the reas
 the device's memory are skipped with both figures; the rest are built once and measured at each precision
 (in a child process where an out-of-memory would be the kernel's SIGKILL), with telemetry (``energy``) and
 MFU (``mfu``). The report orders results by plan and precision and derives speedups over this CPU's fp32
-and real-task projections from what was measured."""
+and real-task projections from what was measured. With ``runtime`` llama.cpp the plans and the loop over them are
+``llamacpp_bench``'s (LLM workloads on the CPU, GGUF weight types), the results kept the same way."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dlgpu.results import (
     MachineInfo,
     TaskProjection,
 )
-from dlgpu.results.vocab import BENCH_PRECISIONS
+from dlgpu.results.vocab import BENCH_PRECISIONS, GGUF_PRECISIONS, RESULT_PRECISIONS, RUNTIME_ALIASES, RUNTIMES
 from dlgpu.workloads.registry import WorkloadSpec, check_task, list_workloads, supporting, task_unsupported_reason
 from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
 
@@ -108,11 +109,21 @@ class Suite:
     timing: Budget
 
 
+def resolve_runtime(runtime: str | None) -> str:
+    """``pytorch`` (the default) or ``llama.cpp`` (``llamacpp`` accepted)."""
+    name = (runtime or RUNTIMES[0]).strip().lower()
+    name = RUNTIME_ALIASES.get(name, name)
+    if name not in RUNTIMES:
+        raise BadInput(f"{runtime}: not one of {', '.join(RUNTIMES)} (llamacpp: llama.cpp)", param="runtime")
+    return name
+
+
 def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, precisions: Sequence[str] | None,
                tasks: Sequence[str] | None, *, quick: bool, batch_size: int | None, overrides: Mapping[str, str],
                timing: Budget | None, custom_specs: Sequence[WorkloadSpec], include_hostname: bool,
-               telemetry: bool, telemetry_period_s: float) -> Suite:
-    """Validate everything before anything runs (``BadInput`` names the parameter and what is valid), then plan."""
+               telemetry: bool, telemetry_period_s: float, runtime: str | None = None) -> Suite:
+    """Validate everything before anything runs (``BadInput`` names the parameter and what is valid), then plan.
+    ``runtime`` llama.cpp: the catalog LLMs on the CPU at GGUF weight types (``llamacpp_bench.plan_llamacpp``)."""
     from dlgpu.devices import detect, select, use_threads
     from dlgpu.devices.machine import machine_info
 
@@ -120,6 +131,17 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
         raise BadInput(f"{batch_size}: must be a positive integer", param="batch_size")
     if not 0 < telemetry_period_s <= 10:
         raise BadInput(f"{telemetry_period_s}: must be a number of seconds in (0, 10]", param="telemetry_period_s")
+    if resolve_runtime(runtime) != "pytorch":
+        from .llamacpp_bench import plan_llamacpp
+
+        return plan_llamacpp(workloads, devices, precisions, tasks, quick=quick, batch_size=batch_size,
+                             overrides=overrides, timing=timing, custom_specs=custom_specs,
+                             include_hostname=include_hostname, telemetry=telemetry,
+                             telemetry_period_s=telemetry_period_s)
+    gguf = [p for p in precisions or () if p in GGUF_PRECISIONS]
+    if gguf:
+        raise BadInput(f"{gguf[0]}: a GGUF weight type, measured with --runtime llama.cpp only (PyTorch's: "
+                       f"{', '.join(BENCH_PRECISIONS)}, all)", param="precisions")
     specs = list(custom_specs) if custom_specs and not workloads else resolve_workloads(workloads)
     specs += [s for s in custom_specs if s not in specs]
     # None (no precision named, or all): each workload's own (LLM workloads add the int8/int4 weight formats)
@@ -181,7 +203,7 @@ class _Run:
         for r in self.results:
             groups.setdefault((r.workload, r.task, r.device), len(groups))
         ordered = sorted(self.results, key=lambda r: (groups[(r.workload, r.task, r.device)],
-                                                      BENCH_PRECISIONS.index(r.precision)))
+                                                      RESULT_PRECISIONS.index(r.precision)))
         final = with_speedups([project(r, self.by_name[r.workload], self.suite.params[r.workload])
                                for r in ordered])
         return BenchReport(self.created, self.suite.machine, self.suite.config, tuple(final), interrupted,
@@ -284,8 +306,13 @@ def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: Bench
     status = "complete"
     try:
         try:
-            for plan in suite.plans:
-                run.run_plan(plan)
+            if suite.config.runtime == "llama.cpp":
+                from .llamacpp_bench import run_llamacpp
+
+                run_llamacpp(run, suite.plans)
+            else:
+                for plan in suite.plans:
+                    run.run_plan(plan)
         finally:
             run.energy.close()
     except KeyboardInterrupt:

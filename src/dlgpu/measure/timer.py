@@ -56,19 +56,25 @@ class Timing:
 
 
 class Timer:
-    """Times ``step`` with ``sync`` around every timed region. ``clock`` returns seconds."""
+    """Times ``step`` with ``sync`` around every timed region. ``clock`` returns seconds. ``prepare``, where given,
+    runs before each step, outside its timed region (llama.cpp: dropping what the previous step put in the KV
+    cache, ``measure.llamacpp_bench``)."""
 
     def __init__(
         self,
         step: Callable[[], object],
         sync: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.perf_counter,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         self.step = step
         self.sync = sync
         self.clock = clock
+        self.prepare = prepare
 
     def _one(self) -> float:
+        if self.prepare is not None:
+            self.prepare()
         self.sync()
         t0 = self.clock()
         self.step()

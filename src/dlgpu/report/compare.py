@@ -19,6 +19,7 @@ from dlgpu.home import utc_now
 from dlgpu.results import ADVISE_SCHEMA, BENCH_SCHEMA, PREDICT_SCHEMA
 
 from .compare_advice import advice_table, advise_panel, time_cost_chart
+from .compare_llm import llm_fields, llm_section
 from .model import (
     Bar,
     BarChart,
@@ -83,6 +84,14 @@ class Entry:
     runs_low: float | None = None  # their samples/s, lowest and highest
     runs_high: float | None = None
     contended_left_out: int = 0  # contended runs of the same configuration not counted in the median
+    runtime: str = "pytorch"  # what ran it: pytorch, or an LLM runtime such as llama.cpp
+    # LLM results (``report.compare_llm``): the weight format, the lengths that shape the step, the telemetry label
+    llm: bool = False
+    weight_format: str | None = None
+    context_len: int | None = None
+    prompt_len: int | None = None
+    energy_source: str | None = None  # the result's label: measured-nvml | measured-rapl | estimated | ...
+    peak_mem_kind: str | None = None
 
 
 def _over(d: Mapping[str, Any] | None) -> str:
@@ -132,7 +141,7 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             sps_per_w=r.get("samples_per_s_per_w"), mfu=r.get("mfu"), flops=r.get("flops_per_step"),
             bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")), contended=bool(r.get("contended")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
-            overrides=_over(r.get("overrides")), **_rent(catalog, row)))
+            overrides=_over(r.get("overrides")), **_rent(catalog, row), **llm_fields(r, r["workload"])))
     return out
 
 
@@ -154,7 +163,8 @@ def predict_entry(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
         fits=doc.get("fits"), memory_bytes=doc.get("memory_bytes"), flops=doc.get("flops"), bytes=doc.get("bytes"),
         price_usd=doc.get("price_usd") or getattr(row, "launch_price_usd", None),
         tdp_w=doc.get("tdp_w") or getattr(row, "tdp_w", None), overrides=_over(doc.get("overrides")),
-        memory_source="measured" if hw == "local" else "catalog", **_rent(catalog, row))
+        memory_source="measured" if hw == "local" else "catalog", **_rent(catalog, row),
+        **llm_fields(doc, doc["workload"]))
 
 
 def _row(catalog: Catalog, hw: str) -> GpuSpec | CpuSpec | None:
@@ -186,15 +196,16 @@ RECONCILE_RULE = ("several measurements of one configuration on one machine are 
 
 
 def reconcile(entries: Sequence[Entry]) -> list[Entry]:
-    """Measured entries of the same configuration (workload and parameters, task, precision, batch, device key)
-    from several runs become one: ``RECONCILE_RULE``. The entry nearest the median lends its other figures."""
-    groups: dict[tuple[str, str, str, int, str], list[Entry]] = {}
+    """Measured entries of the same configuration (workload and parameters, task, precision, batch, device key,
+    runtime) from several runs become one: ``RECONCILE_RULE``. The entry nearest the median lends its other
+    figures."""
+    groups: dict[tuple[str, str, str, int, str, str], list[Entry]] = {}
     out: list[Entry] = []
     for e in entries:
         if e.source != "measured":
             out.append(e)
             continue
-        groups.setdefault((_what(e), e.task, e.precision, e.batch, e.key), []).append(e)
+        groups.setdefault((_what(e), e.task, e.precision, e.batch, e.key, e.runtime), []).append(e)
     for group in groups.values():
         if len(group) == 1:
             out.append(group[0])
@@ -290,9 +301,10 @@ def time_table(entries: Sequence[Entry], task: str) -> tuple[Table, list[Bar], l
 def inference_table(entries: Sequence[Entry]) -> Table:
     rows = []
     for e in _order(x for x in entries if x.task in ("infer", "decode")):
-        unit = "tokens/s" if e.task == "decode" else "samples/s"
+        unit = "tokens/s" if e.task == "decode" or e.llm else "samples/s"
+        sps = replace(_sps(e), unit="tokens/s") if unit == "tokens/s" else _sps(e)  # an LLM's samples are tokens
         rows.append((_t(_what(e)), _t(e.task), _t(e.label), _t(e.source), _t(e.precision), Cell(e.batch, ""),
-                     _step(e), _sps(e), _t(unit)))
+                     _step(e), sps, _t(unit)))
     return Table(
         id="inference", title="Inference latency and throughput",
         caption=("Latency is the time of one batch (median ± IQR of the measured steps; a prediction shows its "
@@ -344,8 +356,9 @@ def power_table(entries: Sequence[Entry]) -> Table:
     return Table(
         id="power", title="Utilization and power per task",
         caption=("Measured runs only. Power is measured (NVML, RAPL, amdsmi) or, where the device has no sensor, "
-                 "estimated as TDP x measured utilization; energy per sample is net of the idle baseline. MFU = "
-                 "FLOPs per step (operator profile) / step time / the device's peak at that precision."),
+                 "estimated as TDP x measured utilization; energy per sample is gross (all the power drawn, idle "
+                 "included; --json has the net figure). MFU = FLOPs per step (operator profile) / step time / the "
+                 "device's peak at that precision."),
         columns=(Column("device", "device"), Column("workload", "workload"), Column("task", "task"),
                  Column("precision", "precision"), Column("util", "utilization", "%"), Column("power", "power", "W"),
                  Column("j", "energy / sample", "J"), Column("spw", "samples/s per W", "samples/s/W"),
@@ -518,13 +531,15 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     names: dict[str, str] = {}
     for e in sorted(entries, key=lambda e: e.source != "measured"):
         names.setdefault(e.key, e.label)
-    entries = reconcile([replace(e, label=names[e.key]) for e in entries])
+    per_run = [replace(e, label=names[e.key]) for e in entries]
+    entries = reconcile(per_run)
     train, speed_bars, time_bars = time_table(entries, "train")
     infer_time, _, _ = time_table(entries, "infer")
     value, buy_points, rent_points = value_table(entries)
     accuracy, errors = accuracy_table(entries)
+    llm_tables, llm_charts = llm_section(entries, per_run)  # none without LLM results
     tables: tuple[Table, ...] = (train, inference_table(entries), infer_time, precision_table(entries),
-                                 power_table(entries), value, accuracy)
+                                 power_table(entries), value, accuracy, *llm_tables)
     charts: tuple[Chart, ...] = (
         BarChart("speedup", "Training speedup over the CPU at fp32", "x", True, tuple(speed_bars)),
         BarChart("train_time", "Time to train (the workload's real task)", "s", True, tuple(time_bars)),
@@ -536,6 +551,7 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
         ScatterChart("value_rent", "Samples per rented dollar vs performance per watt",
                      "samples per $ of cloud rent", "samples/s per W", "samples/usd", "samples/s/W", True, True,
                      tuple(rent_points)),
+        *llm_charts,
     )
     notes = [f"{len(entries)} figures from {len(refs)} runs: "
              f"{sum(e.source == 'measured' for e in entries)} measured, "

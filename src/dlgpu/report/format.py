@@ -26,9 +26,9 @@ UNIT_LABELS: dict[str, str] = {"usd": "$", "samples/s/usd": "samples/s/$", "samp
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
              (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
-_SI_UNITS = {"W": "W", "J": "J", "flop/s": "FLOP/s"}
-_COUNT_UNITS = {"samples/s": "samples/s", "samples/s/W": "samples/s/W", "samples/s/usd": "samples/s/$",
-                "samples/usd": "samples/$"}
+_SI_UNITS = {"W": "W", "J": "J", "J/token": "J/token", "flop/s": "FLOP/s"}
+_COUNT_UNITS = {"samples/s": "samples/s", "tokens/s": "tokens/s", "samples/s/W": "samples/s/W",
+                "samples/s/usd": "samples/s/$", "samples/usd": "samples/$"}
 
 
 def finite(value: object) -> TypeGuard[float]:
@@ -93,8 +93,8 @@ def _plain(value: float) -> str:
 
 
 def format_value(value: float | str | None, unit: str) -> str:
-    """A value in ``unit`` (SI) as a human string: '850 ms', '1.50 GiB', '12.3k samples/s', '2.4x', '12%',
-    '$1,234', '350 W', '12.3 mJ', '310 TFLOP/s'. None and non-finite numbers read '–'."""
+    """A value in ``unit`` (SI) as a human string: '850 ms', '1.50 GiB', '12.3k samples/s', '20 tokens/s', '2.4x',
+    '12%', '$1,234', '350 W', '12.3 mJ', '45 mJ/token', '310 TFLOP/s'. None and non-finite numbers read '–'."""
     if isinstance(value, str):
         return value
     if not finite(value):
@@ -125,7 +125,7 @@ def format_axis(value: float, unit: str) -> str:
         return format_value(value, unit)
     if unit == "x":
         return f"{si(value, small=False)}x"
-    if unit in ("W", "J"):
+    if unit in ("W", "J", "J/token"):
         return si(value, unit)
     return si(value, small=unit == "flop/s")
 

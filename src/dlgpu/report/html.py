@@ -9,7 +9,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dlgpu.report.format import MISSING, SOURCE_MARKS, SOURCE_WORDS, finite, format_cell_parts, source_words
-from dlgpu.report.model import PANEL_LABELS, Cell, Chart, Column, Comparison, RunRef, Table
+from dlgpu.report.model import (
+    LLM_SECTION,
+    PANEL_LABELS,
+    SECTION_TITLES,
+    Cell,
+    Chart,
+    Column,
+    Comparison,
+    RunRef,
+    Table,
+    section_of,
+)
 from dlgpu.report.svg import SOURCE_COLOURS, SOURCE_SHAPES, chart_kind, esc, render_chart, shape_icon
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -36,6 +47,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.v{white-space:nowrap}
 .extra{color:var(--muted);font-size:.9em}
 .mark{color:var(--muted);font-size:.9em;margin-left:1px}
 .flag{color:#a33}
+section[data-section] h3{font-size:1.1em;margin:1.4em 0 .3em}
 figure{margin:1.2em 0;padding:8px;border:1px solid var(--line);border-radius:4px}
 svg.chart{display:block;width:100%;height:auto;max-width:960px}
 svg.chart text{fill:#222;font-family:inherit}svg.chart .tick,svg.chart .axis-title{fill:#555}
@@ -119,7 +131,7 @@ def _notes(notes: Iterable[str], cls: str = "notes") -> str:
     return f'<ul class="{cls}">{items}</ul>' if items else ""
 
 
-def _table(t: Table) -> str:
+def _table(t: Table, level: int = 2) -> str:
     head = "".join(f'<th scope="col" data-key="{esc(col.key)}">{esc(col.title)}</th>' for col in t.columns)
     rows = []
     for row in t.rows:
@@ -127,7 +139,7 @@ def _table(t: Table) -> str:
         cols: list[Column | None] = [*t.columns, *([None] * max(0, len(row) - len(t.columns)))]
         rows.append("<tr>" + "".join(_cell(cell, col) for cell, col in zip(cells, cols, strict=False)) + "</tr>")
     empty = "" if t.rows else '<p class="muted">No rows.</p>'
-    return (f'<section id="t-{esc(_slug(t.id))}"><h2>{esc(t.title)}</h2><div class="scroll">'
+    return (f'<section id="t-{esc(_slug(t.id))}"><h{level}>{esc(t.title)}</h{level}><div class="scroll">'
             f'<table data-table="{esc(t.id)}"><caption>{esc(t.caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
             f"{empty}{_notes(t.notes)}</section>")
@@ -182,10 +194,30 @@ def _panel(panel: Any) -> str:
     return "".join(parts) + "</div>"
 
 
+SECTION_INTROS: dict[str, str] = {
+    LLM_SECTION: ("LLM workloads count their samples in tokens. Per result: time per output token (TPOT, decode), "
+                  "time to first token (TTFT, prefill), tokens/s per sequence and in total, and energy per token, "
+                  "each derived from the stored step times and telemetry as the table's caption says; then the "
+                  "decode tokens/s of each weight format."),
+}
+
+
+def _section(key: str, tables: Iterable[Table], charts: Iterable[Chart]) -> str:
+    """Tables and charts of one section (say the LLM figures) under one heading, tables first."""
+    body = "".join(_table(t, level=3) for t in tables) + "".join(_figure(ch) for ch in charts)
+    intro = SECTION_INTROS.get(key, "")
+    return (f'<section id="{esc(_slug(key))}" data-section="{esc(key)}"><h2>{esc(SECTION_TITLES.get(key, key))}</h2>'
+            f"{f'<p>{esc(intro)}</p>' if intro else ''}{body}</section>")
+
+
 def render_html(comparison: Comparison, title: str = "dlgpu report") -> str:
-    """The whole report as one HTML document (a string; write it with ``encoding="utf-8"``)."""
+    """The whole report as one HTML document (a string; write it with ``encoding="utf-8"``). Tables and charts of
+    a section (the LLM figures) are drawn together in it, after the other tables."""
     c = comparison
-    charts = "".join(_figure(ch) for ch in c.charts) or '<p class="muted">No charts.</p>'
+    keys = list(dict.fromkeys(section_of(x) for x in (*c.tables, *c.charts) if section_of(x)))
+    sections = "".join(_section(k, (t for t in c.tables if section_of(t) == k),
+                                (ch for ch in c.charts if section_of(ch) == k)) for k in keys)
+    charts = "".join(_figure(ch) for ch in c.charts if not section_of(ch)) or '<p class="muted">No charts.</p>'
     panels = ('<section id="panels"><h2>Verdicts</h2>' + "".join(_panel(p) for p in c.panels) + "</section>"
               if c.panels else "")
     notes = f'<section id="notes"><h2>Notes</h2>{_notes(c.notes)}</section>' if c.notes else ""
@@ -195,7 +227,8 @@ def render_html(comparison: Comparison, title: str = "dlgpu report") -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<meta name="generator" content="dlgpu">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>"
-            f"{_header(c, title)}<main>{_runs(c.runs)}{''.join(_table(t) for t in c.tables)}"
+            f"{_header(c, title)}<main>{_runs(c.runs)}{''.join(_table(t) for t in c.tables if not section_of(t))}"
+            f"{sections}"
             f'<section id="charts"><h2>Charts</h2>{charts}</section>{panels}{notes}</main>'
             f"<footer>Generated by dlgpu. Figures are SI; estimated, predicted and catalog figures are marked as "
             f"such.</footer><script>{SCRIPT}</script></body></html>\n")

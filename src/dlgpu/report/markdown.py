@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dlgpu.report.format import MISSING, SOURCE_MARKS, finite, format_cell, format_value, source_mark
-from dlgpu.report.model import PANEL_LABELS, BarChart, Cell, Chart, Comparison, Table
+from dlgpu.report.model import PANEL_LABELS, SECTION_TITLES, BarChart, Cell, Chart, Comparison, Table, section_of
 from dlgpu.report.svg import chart_kind
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`",
@@ -39,10 +39,10 @@ def pipe_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Sequ
     return "\n".join(lines)
 
 
-def _table(t: Table) -> str:
+def _table(t: Table, level: int = 2) -> str:
     header = [md_escape(c.title) for c in t.columns]
     right = [c.unit != "text" for c in t.columns]
-    out = [f"## {md_escape(t.title)}", "", md_escape(t.caption), ""]
+    out = [f"{'#' * level} {md_escape(t.title)}", "", md_escape(t.caption), ""]
     if t.rows and header:
         out.append(pipe_table(header, ([_md_cell(c) for c in row] for row in t.rows), right))
     else:
@@ -104,7 +104,8 @@ def _panel(panel: Any) -> str:
 
 
 def render_markdown(comparison: Comparison) -> str:
-    """The comparison as a Markdown document."""
+    """The comparison as a Markdown document; the tables and charts of a section (the LLM figures) under its own
+    heading after the other tables."""
     c = comparison
     legend = " · ".join(f"{m} {s}" for s, m in SOURCE_MARKS.items())
     out = ["# dlgpu comparison", "",
@@ -117,9 +118,14 @@ def render_markdown(comparison: Comparison) -> str:
                                 md_escape(r.machine), md_escape(r.summary)] for r in c.runs)))
     else:
         out.append("_No runs._")
-    out += [p for t in c.tables for p in ("", _table(t))]
-    if c.charts:
-        out += ["", "## Charts", "", *(_chart(ch) for ch in c.charts)]
+    out += [p for t in c.tables if not section_of(t) for p in ("", _table(t))]
+    for key in dict.fromkeys(section_of(x) for x in (*c.tables, *c.charts) if section_of(x)):
+        out += ["", f"## {md_escape(SECTION_TITLES.get(key, key))}"]
+        out += [p for t in c.tables if section_of(t) == key for p in ("", _table(t, level=3))]
+        out += [p for ch in c.charts if section_of(ch) == key for p in ("", _chart(ch))]
+    charts = [ch for ch in c.charts if not section_of(ch)]
+    if charts:
+        out += ["", "## Charts", "", *(_chart(ch) for ch in charts)]
     if c.panels:
         out += ["", "## Verdicts", *(p for panel in c.panels for p in ("", _panel(panel)))]
     if c.notes:

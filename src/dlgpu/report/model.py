@@ -20,7 +20,17 @@ from dlgpu.results import COMPARE_SCHEMA
 Source = Literal["measured", "estimated", "predicted", "catalog", "computed"]
 SOURCES: tuple[str, ...] = ("measured", "estimated", "predicted", "catalog", "computed")
 Unit = Literal["", "text", "s", "bytes", "samples/s", "x", "%", "W", "J", "kWh", "usd", "samples/s/W",
-               "samples/s/usd", "samples/usd", "flop/s", "ratio"]
+               "samples/s/usd", "samples/usd", "flop/s", "ratio", "tokens/s", "J/token"]
+
+LLM_SECTION = "llm"
+"""``section`` of the LLM tables and chart (``report.compare_llm``): the HTML and Markdown draw them together under
+``SECTION_TITLES[LLM_SECTION]``; a table or chart with no section sits in the usual flow."""
+SECTION_TITLES: dict[str, str] = {LLM_SECTION: "LLM inference"}
+
+
+def section_of(item: object) -> str:
+    """The section a table or chart belongs to ('' for the usual flow; only tables and bar charts have one)."""
+    return str(getattr(item, "section", "") or "")
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,13 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
+    section: str = ""  # "" or LLM_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "caption": self.caption,
                 "columns": [c.to_dict() for c in self.columns],
-                "rows": [[c.to_dict() for c in row] for row in self.rows], "notes": list(self.notes)}
+                "rows": [[c.to_dict() for c in row] for row in self.rows], "notes": list(self.notes),
+                **({"section": self.section} if self.section else {})}
 
 
 @dataclass(frozen=True)
@@ -84,15 +96,16 @@ class Bar:
 
 @dataclass(frozen=True)
 class BarChart:
-    id: str  # "speedup" | "train_time"
+    id: str  # "speedup" | "train_time" | "llm_decode_tokens"
     title: str
-    unit: str  # "x" | "s"
+    unit: str  # "x" | "s" | "tokens/s"
     log_scale: bool
     bars: tuple[Bar, ...]
+    section: str = ""  # "" or LLM_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "bars", "id": self.id, "title": self.title, "unit": self.unit, "log_scale": self.log_scale,
-                "bars": [b.to_dict() for b in self.bars]}
+                "bars": [b.to_dict() for b in self.bars], **({"section": self.section} if self.section else {})}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ def _epochs(n: float) -> str:
     return f"{n:g} epoch" + ("" if n == 1 else "s")
 
 
+def workload_label(r: BenchResult) -> str:
+    """The workload, with what ran it where that is not PyTorch: 'llama-3.2-1b (llama.cpp)'."""
+    return r.workload if r.runtime == "pytorch" else f"{r.workload} ({r.runtime})"
+
+
 def _step(r: BenchResult) -> str:
     if r.step_time is None:
         return "-"
@@ -103,14 +108,14 @@ def bench_table(report: BenchReport, footnotes: dict[str, int]) -> Table:
     for r in report.results:
         if r.status != "ok":
             mark = footnotes.setdefault(r.reason or r.status, len(footnotes) + 1)
-            t.add_row(escape(r.workload), r.task, escape(r.device), r.precision, str(r.batch_size or "-"),
+            t.add_row(escape(workload_label(r)), r.task, escape(r.device), r.precision, str(r.batch_size or "-"),
                       f"[{STATUS_STYLE[r.status]}]{r.status} [{mark}][/]", *([""] * 10))
             continue
         batch = str(r.batch_size)
         if r.requested_batch_size and r.batch_size != r.requested_batch_size:
             batch += f" (asked {r.requested_batch_size})"
         t.add_row(
-            escape(r.workload), r.task, escape(r.device), r.precision, batch,
+            escape(workload_label(r)), r.task, escape(r.device), r.precision, batch,
             _rate(r), _step(r), _known_to(r), format_bytes(r.peak_mem_bytes),
             "-" if r.speedup_vs_cpu_fp32 is None else f"{r.speedup_vs_cpu_fp32:.2f}x" + (
                 " [red](contended)[/]" if r.contended or (r.workload, r.task) in loud_base else ""),
@@ -192,7 +197,17 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
                  "'real task' is projected: task samples / measured samples/s.")
     notes.append("median ±95%: the median step time's 95% bootstrap confidence interval, as ± its share; "
                  "(ceiling) = the time budget ran out before the interval reached its target.")
-    notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
+    if any(r.runtime == "pytorch" for r in report.results):
+        notes.append("peak mem: allocator peak on accelerators; process peak RSS (incl. PyTorch itself) on the CPU.")
+    gguf = [r for r in report.results if r.runtime == "llama.cpp" and r.status == "ok"]
+    if gguf:
+        first = gguf[0].settings
+        notes.append(f"(llama.cpp): llama-cpp-python {first.get('llama_cpp_python', '?')} on the CPU with "
+                     f"{first.get('n_threads_available', '?')} threads (fewer where measured again after contention: "
+                     "n_threads in --json), on a synthetic GGUF of the model with random weights "
+                     "(precision = its weight type; written, measured, deleted); a step is one llama_decode call "
+                     "timed by dlgpu; peak mem = the process's peak RSS minus its RSS before loading. llama.cpp's own "
+                     "counters and the equivalent llama-bench line: settings in --json.")
     llm = [r for r in report.results if (specs.get(r.workload) is not None
                                         and specs[r.workload].family == "llm" and r.status == "ok")]
     if any(r.task == "decode" for r in llm):

@@ -135,7 +135,7 @@ class BenchResult:
     step_time: StepStats | None = None
     warmup_steps: int = 0
     peak_mem_bytes: int | None = None
-    peak_mem_kind: str | None = None  # "allocator-peak" | "process-peak-rss"
+    peak_mem_kind: str | None = None  # "allocator-peak" | "process-peak-rss" | "process-peak-rss-delta" (llama.cpp)
     settings: dict[str, Any] = field(default_factory=dict)
     speedup_vs_cpu_fp32: float | None = None
     projection: TaskProjection | None = None
@@ -167,6 +167,9 @@ class BenchResult:
     stop_reason: str | None = None
     contended: bool | None = None
     contention: dict[str, Any] | None = None
+    # What ran the workload (``vocab.RUNTIMES``): PyTorch, or llama.cpp on a synthetic GGUF (``measure.llamacpp``,
+    # whose precision is the GGUF weight type). Documents from before the field read as pytorch.
+    runtime: str = "pytorch"
 
     @property
     def samples_per_s(self) -> float | None:
@@ -193,6 +196,7 @@ class BenchResult:
             "task": self.task,
             "device": self.device,
             "precision": self.precision,
+            "runtime": self.runtime,
             "batch_size": self.batch_size,
             "requested_batch_size": self.requested_batch_size,
             "overrides": dict(self.overrides),
@@ -305,6 +309,8 @@ class BenchConfig:
     telemetry: bool = True  # power/energy/utilization sampled beside the timed steps
     telemetry_period_s: float | None = None
     ci_rel: float | None = None  # timing stops once the median's 95% interval is within +-this share of it
+    runtime: str = "pytorch"  # what ran the workloads (``vocab.RUNTIMES``)
+    method: str | None = None  # --task finetune: the fine-tuning method asked (full | freeze | lora | qlora)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -193,3 +193,27 @@ def _median_record(entries: Sequence[tuple[RunRow, dict[str, Any]]]) -> dict[str
     return {**newest, "samples_per_s": statistics.median(values), "_runs": len(used), "_min_sps": min(values),
             "_max_sps": max(values), "_run_ids": [row.id for row, _ in used], "_contended": not clean,
             "_contended_left_out": len(entries) - len(used), "_run_id": row.id, "_created_at": row.created_at}
+
+
+def runtime_results(runtime: str, db: Path | None, machine: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every ok bench result of ``runtime`` (e.g. ``llama.cpp``) stored for this machine (same fingerprint), newest
+    run first, each with ``_run_id``; results measured under contention are left out where any uncontended one of
+    the same (workload, task, precision, params) exists."""
+    want = {k: v for k, v in fingerprint(machine).items() if k not in ("gpu_driver", "hostname")}
+    out: list[dict[str, Any]] = []
+    with Store(db) as store:
+        for row in store.runs(kind="bench"):
+            doc = store.get(row.id).document
+            fp = {k: v for k, v in fingerprint(doc.get("machine") or {}).items() if k not in ("gpu_driver", "hostname")}
+            if fp != want:
+                continue
+            for r in doc.get("results") or []:
+                if r.get("runtime") == runtime and r.get("status") == "ok" and r.get("samples_per_s"):
+                    out.append({**r, "_run_id": row.id})
+
+    def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        params = (r.get("settings") or {}).get("params") or {}
+        return (r.get("workload"), r.get("task"), r.get("precision"), tuple(sorted(params.items())))
+
+    clean = {key(r) for r in out if not r.get("contended")}
+    return [r for r in out if not r.get("contended") or key(r) not in clean]

@@ -22,10 +22,13 @@ from dlgpu.results import (
     ADVISE_SCHEMA,
     BENCH_PRECISIONS,
     BENCH_SCHEMA,
+    BENCH_TASKS,
     EXPORT_SCHEMA,
+    GGUF_PRECISIONS,
     NOISY_IQR_OVER_MEDIAN,
     PRECISIONS,
     PREDICT_SCHEMA,
+    RUNTIMES,
     TASKS,
 )
 
@@ -41,9 +44,15 @@ Num = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=10**12)]
 Batch = Annotated[int, Field(ge=1, le=10**9)]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4"]  # int8/int4: LLM weight formats (bench)
+BenchPrecision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4", "f16", "q8_0", "q4_0"]
+"""A bench result's precision: ``Precision``, or a GGUF weight type (``--runtime llama.cpp``)."""
+Runtime = Literal["pytorch", "llama.cpp"]
 Task = Literal["train", "infer", "decode"]
+BenchTask = Literal["train", "infer", "decode", "finetune"]
+"""A bench run's task: ``Task``, or ``finetune`` (``dlgpu bench --task finetune``)."""
 assert set(BENCH_PRECISIONS) == {"fp32", "tf32", "bf16", "fp16", "int8", "int4"} and set(TASKS) == {
-    "train", "infer", "decode"}
+    "train", "infer", "decode"} and set(BENCH_TASKS) == {"train", "infer", "decode", "finetune"}
+assert set(GGUF_PRECISIONS) == {"f16", "q8_0", "q4_0"} and set(RUNTIMES) == {"pytorch", "llama.cpp"}
 
 
 class _Strict(BaseModel):
@@ -115,8 +124,8 @@ class Machine(_Strict):
 class Config(_Strict):
     workloads: list[Name]
     devices: list[Name]
-    precisions: list[Precision]
-    tasks: list[Task]
+    precisions: list[BenchPrecision]
+    tasks: list[BenchTask]
     quick: bool
     batch_size: Batch | None
     overrides: dict[Name, Any]
@@ -127,13 +136,16 @@ class Config(_Strict):
     telemetry: bool = True
     telemetry_period_s: Pos | None = None
     ci_rel: Pos | None = None
+    runtime: Runtime = "pytorch"
+    method: Literal["full", "freeze", "lora", "qlora"] | None = None
 
 
 class Result(_Strict):
     workload: Name
-    task: Task
+    task: BenchTask
     device: Name
-    precision: Precision
+    precision: BenchPrecision
+    runtime: Runtime = "pytorch"
     batch_size: Batch | None
     requested_batch_size: Batch | None = None
     overrides: dict[Name, Any]
@@ -175,6 +187,9 @@ class Result(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Result:
+        if (self.precision in GGUF_PRECISIONS) != (self.runtime == "llama.cpp"):
+            raise ValueError(f"precision {self.precision!r} with runtime {self.runtime!r}: GGUF weight types "
+                             f"({', '.join(GGUF_PRECISIONS)}) go with runtime 'llama.cpp' and only they do")
         if self.status == "ok":
             if self.step_time_s is None or self.batch_size is None:
                 raise ValueError("an 'ok' result needs step_time_s and batch_size")

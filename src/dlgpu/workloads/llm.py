@@ -8,7 +8,8 @@ nothing is downloaded. The shapes are repeated below because ``workloads`` (laye
 2); ``tests/test_llm_bench.py`` checks every row against ``get_arch(id)``. Fields the catalog has no column for
 (RoPE base and scaling, norm epsilon) stay at the transformers defaults: they change no cost.
 
-Tasks (samples are tokens, so samples/s = tokens/s):
+Tasks (samples are tokens, so samples/s = tokens/s; except ``finetune``, ``dlgpu bench --task finetune``, one
+optimizer step of fine-tuning, whose samples are sequences: ``workloads.finetune``, ``measure.finetune``):
 
 - ``decode``: one new token per sequence against a KV cache already holding ``context_len`` tokens
   (``--set context_len=N``), as the language workloads' decode; the batch counts sequences (= tokens per step);
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dlgpu.errors import BadInput
+from dlgpu.results.vocab import FINETUNE_TASK
 
 from .registry import Param, TaskFacts, WorkloadSpec, register_workload
 
@@ -111,7 +113,8 @@ def _params(context_len: int, prompt_len: int) -> tuple[Param, ...]:
     )
 
 
-def _check_context(shape: LlmShape, p: Mapping[str, Any]) -> None:
+def check_context(shape: LlmShape, p: Mapping[str, Any]) -> None:
+    """BadInput where ``context_len`` (plus the decoded token) or ``prompt_len`` exceed ``shape``'s context."""
     if int(p["context_len"]) + 1 > shape.max_context:
         raise BadInput(f"context_len={p['context_len']}: {shape.id} has a context of {shape.max_context} tokens "
                        f"(the context and the decoded token must fit: at most {shape.max_context - 1})",
@@ -125,7 +128,7 @@ def _factory(shape: LlmShape) -> Any:
     def build(p: Mapping[str, Any]) -> LlmWorkload:
         from .models.llm import LlmWorkload
 
-        _check_context(shape, p)
+        check_context(shape, p)
         return LlmWorkload(shape, attention=str(p["attention"]), context_len=int(p["context_len"]),
                            prompt_len=int(p["prompt_len"]))
 
@@ -145,12 +148,12 @@ def _register(shape: LlmShape, *, tiny: bool, context_len: int, prompt_len: int,
         params=_params(context_len, prompt_len),
         optimizer="none",
         tiny=tiny,
-        tasks=LLM_TASKS,
+        tasks=(*LLM_TASKS, FINETUNE_TASK),
         architecture_source=source,
         notes=("Random weights, built in bf16 and rebuilt in each measured weight format (fp32, bf16, fp16; int8 and "
                "int4 through torchao weight-only quantization of the linear layers). Task infer is the prefill: its "
                "batch counts tokens, a multiple of prompt_len."),
-        extra={"shape": shape},
+        extra={"shape": shape, "finetune": "decoder"},
     )(_factory(shape))
 
 

@@ -19,7 +19,7 @@ from dlgpu.cli.common import (
     wants_own_model,
 )
 from dlgpu.results import BENCH_SCHEMA, BENCH_TASK_CHOICES, PRECISIONS
-from dlgpu.results.vocab import WEIGHT_PRECISIONS
+from dlgpu.results.vocab import GGUF_PRECISIONS, RUNTIMES, WEIGHT_PRECISIONS
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -30,9 +30,15 @@ def add_parser(sub: Subparsers) -> None:
                    help="workloads to run (default: the classic suite; 'all' for every one)")
     p.add_argument("--device", "-d", nargs="+", action="extend", metavar="DEV",
                    help="cpu, cuda, cuda:N, mps, xpu or all (default all)")
+    p.add_argument("--runtime", metavar="R",
+                   help=f"what runs the workloads: {' or '.join(RUNTIMES)} (default pytorch; llamacpp also works). "
+                        "llama.cpp: LLM workloads on the CPU (llama-cpp-python's CPU build, the dlgpu[llamacpp] "
+                        "extra), a synthetic GGUF with random weights at each --precision "
+                        f"{', '.join(GGUF_PRECISIONS)}, tasks infer and decode, batch 1")
     add_precisions(p, help=f"{', '.join(PRECISIONS)}, the LLM weight formats {', '.join(WEIGHT_PRECISIONS)} (LLM "
                            "workloads only, whose bf16/fp16 also mean weights stored in that dtype), or all (default "
-                           "all: every precision each workload has)")
+                           "all: every precision each workload has); with --runtime llama.cpp the GGUF weight types "
+                           f"{', '.join(GGUF_PRECISIONS)} or all")
     p.add_argument("--task", "-t", nargs="+", action="extend", metavar="T",
                    help=f"{', '.join(BENCH_TASK_CHOICES[:-1])} or {BENCH_TASK_CHOICES[-1]} (default and both: "
                         "train and infer; decode: decoder-only language models, one token at a time with a KV "
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
             budget_s=args.budget, observer=progress, save_to=args.output, db=db, custom_specs=custom,
             include_hostname=args.hostname, telemetry=not args.no_telemetry,
-            telemetry_period_s=args.telemetry_period)
+            telemetry_period_s=args.telemetry_period, runtime=args.runtime)
     registered = [w for w in report.config.workloads if not w.startswith("custom:")]
     specs = {s.name: s for s in [*(api.resolve_workloads(registered) if registered else []), *custom]}
     print_bench(console(stderr=args.json), report, specs)
