@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dlgpu.errors import BadInput
+from dlgpu.results.vocab import FINETUNE_TASK
 
 from .registry import Param, TaskFacts, register_workload
 
@@ -70,6 +71,13 @@ def _context_len(default: int, what: str = "tokens already in the KV cache when 
 
 
 _DECODE_TASKS = ("train", "infer", "decode")
+_ENCODER_TASKS = ("train", "infer", FINETUNE_TASK)
+"""BERT also fine-tunes (``dlgpu bench --task finetune``: its QA training step with a method applied,
+``workloads.finetune``)."""
+
+
+def _encoder_extra(positions: int) -> dict[str, Any]:
+    return {"finetune": "encoder", "max_positions": positions}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -152,6 +160,8 @@ _BERT_PARAMS = (_seq_len(384, "tokens per question+context feature (BERT's SQuAD
     sample_unit="sequence",
     params=_BERT_PARAMS,
     optimizer="adamw",
+    tasks=_ENCODER_TASKS,
+    extra=_encoder_extra(_BERT_POSITIONS),
     architecture_source="Devlin et al. 2019 (arXiv:1810.04805): L=12, H=768, A=12, FFN 3072; "
     "transformers.BertForQuestionAnswering",
 )
@@ -169,6 +179,8 @@ def bert_base(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:
     sample_unit="sequence",
     params=_BERT_PARAMS,
     optimizer="adamw",
+    tasks=_ENCODER_TASKS,
+    extra=_encoder_extra(_BERT_POSITIONS),
     architecture_source="Devlin et al. 2019 (arXiv:1810.04805): L=24, H=1024, A=16, FFN 4096; "
     "transformers.BertForQuestionAnswering",
 )
@@ -187,6 +199,8 @@ def bert_large(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:
     params=(_seq_len(32), _vocab(1000), _ATTENTION),
     optimizer="adamw",
     tiny=True,
+    tasks=_ENCODER_TASKS,
+    extra=_encoder_extra(64),
     architecture_source="transformers.BertForQuestionAnswering, 2 layers, hidden 64, 2 heads, FFN 128",
 )
 def test_bert(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:
