@@ -61,7 +61,7 @@ def test_catalog_rows_are_the_llm_catalog_s_architectures() -> None:
                                          shape.intermediate, shape.heads, shape.kv_heads, shape.head_dim, shape.vocab,
                                          shape.max_context, shape.tied, shape.sliding_window), shape.id
         spec = get_workload(shape.id)
-        assert spec.family == "llm" and spec.tasks == ("infer", "decode") and spec.sample_unit == "token"
+        assert spec.family == "llm" and spec.tasks == ("infer", "decode", "finetune") and spec.sample_unit == "token"
         assert not spec.tiny and spec.extra["shape"] == shape
     assert [f.name for f in fields(LlmShape)][:4] == ["id", "name", "hf_repo", "architecture"]
 

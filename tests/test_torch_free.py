@@ -27,6 +27,7 @@ MODULES = (
     "dlgpu", "dlgpu.units", "dlgpu.errors", "dlgpu.results", "dlgpu.home", "dlgpu.catalog", "dlgpu.predict",
     "dlgpu.advise", "dlgpu.store", "dlgpu.report.terminal", "dlgpu.report.html", "dlgpu.report.markdown",
     "dlgpu.report.compare", "dlgpu.cli.main", "dlgpu.workloads.registry", "dlgpu.api",
+    "dlgpu.finetune.predict", "dlgpu.advise.finetune", "dlgpu.report.terminal_finetune",
 )
 
 # Each module in a fresh interpreter state would cost a process each; one process imports them in turn (a
@@ -141,6 +142,13 @@ SIMPLE = [
     # not `workloads show`: its parameter count and memory floor are computed on the meta device, with torch
     (["runs"], _has("no runs")),
     (["runs", "--json"], _is_json("dlgpu.runs/", runs=[])),
+    # fine-tuning: memory, time and advice are computed, never traced
+    (["predict", "llama3_8b", "--task", "finetune", "--method", "lora", "-H", "a100-sxm4-80gb", "--json"],
+     _is_json("dlgpu.finetune-predict/", fits=True, method="lora")),
+    (["predict", "llama3_8b", "--task", "finetune", "--method", "qlora", "-H", "rtx-4090"],
+     _has("base weights", "tokens/s")),
+    (["advise", "llama3_8b", "--task", "finetune", "--method", "qlora", "--samples", "50000", "--deadline", "12h",
+      "--json"], _is_json("dlgpu.finetune-advise/", methods=["qlora"])),
 ]
 
 

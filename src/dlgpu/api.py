@@ -66,14 +66,15 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
           custom_specs: Sequence[WorkloadSpec] = (), include_hostname: bool = False,
           on_step: Callable[[int, float], None] | None = None, telemetry: bool = True,
           telemetry_period_s: float | None = None, db: Path | None = None,
-          runtime: str | None = None) -> BenchReport:
+          runtime: str | None = None, method: str | None = None) -> BenchReport:
     """Measure workloads on this machine's devices (``measure.suite``): every input is validated before anything
     runs; each result is saved in ``db`` (and ``save_to``, a JSON file) as it finishes.
 
     ``timing``: the adaptive timer's budget per configuration (default: quick or standard); ``budget_s`` changes
     only its seconds. ``telemetry``: sample power, energy and utilization beside every measured region.
     ``runtime``: ``pytorch`` (default) or ``llama.cpp`` (the catalog LLMs on the CPU, precisions the GGUF weight
-    types f16, q8_0, q4_0; ``measure.llamacpp_bench``)."""
+    types f16, q8_0, q4_0; ``measure.llamacpp_bench``). ``method``: task finetune's method (full, freeze, lora,
+    qlora; default lora), its settings among ``overrides`` (``finetune.config.SETTINGS``; ``measure.finetune``)."""
     from dlgpu.analyze.profiles import profile, register_custom
     from dlgpu.measure.suite import plan_suite, run_suite
     from dlgpu.measure.telemetry import DEFAULT_PERIOD_S
@@ -88,7 +89,7 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
                        overrides=dict(overrides or {}), timing=timing, custom_specs=custom_specs,
                        include_hostname=include_hostname, telemetry=telemetry,
                        telemetry_period_s=DEFAULT_PERIOD_S if telemetry_period_s is None else telemetry_period_s,
-                       runtime=runtime)
+                       runtime=runtime, method=method)
     for spec in custom_specs:
         register_custom(spec)
     return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step)
@@ -206,6 +207,63 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
 
     local = local_llm_cpu() if hardware == "local" else None
     return run(load_catalog(catalog_files), model, hardware, weight_format, task, batch_size, overrides or {}, local)
+
+
+def predict_finetune(model: str, hardware: str, method: str | None, overrides: Mapping[str, str] | None = None,
+                     batch_size: int | None = None, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """``dlgpu.finetune-predict/1``: a fine-tuning job (``--method``, ``--set`` keys of ``finetune.config``, ``-b`` the
+    micro-batch) on a catalog GPU (``--set gpus=N`` of them), a catalog CPU or ``local``: memory per GPU by component,
+    the fit, the largest micro-batch and sequence, the step time through the calibrated roofline (``finetune``)."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.finetune.predict import predict_finetune as run
+    from dlgpu.predict.calibration import load_calibration
+
+    return run(load_catalog(catalog_files), load_calibration(), model, hardware, method, overrides or {}, batch_size)
+
+
+def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: float | None = None,
+                    seq_len: int | None = None, epochs: float | None = None, deadline_s: float | None = None,
+                    overrides: Mapping[str, str] | None = None, batch_size: int | None = None,
+                    sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
+                    budget_usd: float | None = None, catalog_files: Sequence[Path] = (),
+                    db: Path | None = None) -> dict[str, Any]:
+    """``dlgpu.finetune-advise/1``: can this machine fine-tune the model in time, and the cheapest GPU to buy or
+    instance to rent that fits and meets the deadline, per method (``advise.finetune``); this machine's CPU predicted
+    from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same job exists."""
+    from dlgpu.advise.finetune import advise_finetune as run
+    from dlgpu.catalog import load_catalog
+    from dlgpu.finetune.config import METHODS
+    from dlgpu.predict.calibration import load_calibration
+    from dlgpu.predict.targets import prediction_device
+
+    catalog = load_catalog(catalog_files)
+    ov = dict(overrides or {})
+    here = prediction_device("local", catalog)
+    stored = _stored_finetune(model, methods or METHODS, {**ov, **({"seq_len": str(seq_len)} if seq_len else {})}, db)
+    return run(catalog, load_calibration(), model, methods, samples, seq_len, epochs, deadline_s, ov, batch_size,
+               sources, hardware, budget_usd, here, stored)
+
+
+def _stored_finetune(model: str, methods: Sequence[str], overrides: Mapping[str, str],
+                     db: Path | None) -> dict[str, dict[str, Any]]:
+    """This machine's stored ``dlgpu bench --task finetune`` record of the job on its CPU, per method: the store's
+    median per configuration (``store.history.local_measurements``) where the record's method is the one asked."""
+    from dlgpu.devices.machine import current_machine
+    from dlgpu.llm.workload import WORKLOAD_ALIASES
+    from dlgpu.store.history import local_measurements
+
+    out: dict[str, dict[str, Any]] = {}
+    names = dict.fromkeys((model, WORKLOAD_ALIASES.get(model, model)))
+    machine = current_machine().to_dict()
+    for name in names:
+        try:
+            got = local_measurements(name, "finetune", dict(overrides), db, machine, None, None)
+        except Exception:  # no store yet, or a store this version cannot read: nothing measured
+            continue
+        rec = got.by_device.get("cpu")
+        if rec and rec.get("method") in methods and rec["method"] not in out:
+            out[str(rec["method"])] = rec
+    return out
 
 
 def local_llm_cpu(db: Path | None = None) -> Any:

@@ -34,7 +34,7 @@ FLAGS: dict[str, str] = {
     "pue": "--pue", "dataset_size": "--dataset-size", "epochs": "--epochs", "samples": "--samples",
     "prices_usd": "--price", "hardware": "--hardware", "memory": "--memory", "memory_bytes": "--memory",
     "since": "--since", "until": "--until", "limit": "--limit", "kind": "--kind", "db": "--db",
-    "files": "import:", "top": "--top", "runtime": "--runtime",
+    "files": "import:", "top": "--top", "runtime": "--runtime", "method": "--method",
     "sources": "",  # its messages name --own/--buy/--rent in their words (see PROSE)
 }
 """The flag (or the subcommand) that gives each parameter a ``BadInput`` names; '' where the message itself says."""
@@ -69,7 +69,9 @@ def error_line(exc: BadInput) -> str:
     for words, flag in PROSE.items():
         message = message.replace(words, flag)
     flag = FLAGS[exc.param]
-    return f"dlgpu: error: {flag} {message}" if flag else f"dlgpu: error: {message}"
+    if not flag or message.startswith(flag):  # the message already names its flag (--set key=value: ...)
+        return f"dlgpu: error: {message}"
+    return f"dlgpu: error: {flag} {message}"
 
 
 # --- flags several commands take ---------------------------------------------------------------------------

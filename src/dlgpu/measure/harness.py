@@ -27,10 +27,12 @@ import torch
 
 from dlgpu.devices.precision import WEIGHT_FORMAT_FAMILIES
 from dlgpu.results import BenchResult, DeviceInfo, StepStats
+from dlgpu.results.vocab import FINETUNE_TASK
 from dlgpu.workloads.base import WorkloadInstance
 from dlgpu.workloads.registry import WorkloadSpec
 
 from .contention import MAX_REMEASURE, REMEASURE_PAUSE_S, Contention, ContentionProbe
+from .finetune import finetune_settings, samples_per_step
 from .memory import AllocatorPeak, CpuPeakRss, MpsDriverMemory, PeakMemory
 from .telemetry import DEFAULT_PERIOD_S, Telemetry, TelemetryBackend, TelemetryResult, telemetry_backend
 from .timer import Budget, Timer
@@ -232,8 +234,21 @@ class Built:
     seed: int = 0
 
 
-def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, seed: int = 0) -> Built:
+def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, seed: int = 0,
+          finetune: Mapping[str, Any] | None = None) -> Built:
+    """``spec`` built on ``device`` from ``seed``; with ``finetune`` (a job, ``FinetuneConfig.to_dict()``) its model
+    with the job's method applied (``workloads.models.finetune``), for task finetune."""
     torch.manual_seed(seed)
+    if finetune is not None:
+        from dlgpu.workloads.models.finetune import FinetuneWorkload
+
+        from .finetune import rss_bytes
+
+        before = rss_bytes()
+        with torch.device(device.id):
+            inst: WorkloadInstance = FinetuneWorkload(spec, params, finetune)
+        inst.rss_before_build = before  # type: ignore[attr-defined]
+        return Built(spec, params, inst, device, seed)
     with torch.device(device.id):
         inst = spec.build(params)
     if spec.channels_last:
@@ -275,7 +290,11 @@ class _Timed:
 def make_step(built: Built, task: str, precision: str, batch_size: int) -> Callable[[], None]:
     """The step ``measure`` times, ready to call: one training iteration, one inference batch, or one decoded
     token (after the prefill that fills the KV cache, which runs here). Call it inside ``precision_settings``.
-    The benchmarks time this same callable with PyTorch's own timer."""
+    The benchmarks time this same callable with PyTorch's own timer. Task finetune: ``measure.finetune``."""
+    if task == FINETUNE_TASK:
+        from .finetune import finetune_step
+
+        return finetune_step(built, precision, batch_size)
     dev = torch.device(built.device.id)
     stored = weight_format(built, precision) is not None
     inst = built.instance
@@ -426,31 +445,36 @@ def _measure(
 ) -> BenchResult:
     started = time.perf_counter()
     bs = batch_size
+    fine = task == FINETUNE_TASK  # a step is grad_accum micro-batches of bs: samples per step = bs x grad_accum
+    per_step = (lambda micro: samples_per_step(built, task, micro)) if fine else (lambda micro: micro)
     base: dict[str, Any] = {
         "workload": built.spec.name, "task": task, "device": built.device.id, "precision": precision,
-        "overrides": dict(overrides or {}), "requested_batch_size": batch_size}
+        "overrides": dict(overrides or {}), "requested_batch_size": per_step(batch_size)}
     notes: list[str] = []
     while True:
         oom = False
         try:
-            with precision_settings(precision, autocast=not stores_weights(built.spec)) as prec:
+            with precision_settings(precision, autocast=not (fine or stores_weights(built.spec))) as prec:
                 timed = _time(built, task, precision, bs, budget, on_step, backend, setup)
-            weights = weight_format(built, precision)  # what the timed steps ran on (already in that format)
+            # what the timed steps ran on (already in that format)
+            weights = None if fine else weight_format(built, precision)
             stats = StepStats(tuple(timed.samples_s))
+            n = per_step(bs)
             tel: dict[str, Any] = {}
             if timed.telemetry is not None:
-                tel = telemetry_fields(timed.telemetry, stats.n, bs, bs / stats.median if stats.median > 0 else None,
+                tel = telemetry_fields(timed.telemetry, stats.n, n, n / stats.median if stats.median > 0 else None,
                                        timed.extended_steps)
+            tuned = finetune_settings(built, precision, bs, stats.median) if fine else {}
             c = timed.contention
             return BenchResult(
-                **base, batch_size=bs, status="ok",
+                **base, batch_size=n, status="ok",
                 reason="; ".join(notes) or None,
                 step_time=stats, warmup_steps=timed.warmup_steps,
                 peak_mem_bytes=timed.peak_bytes, peak_mem_kind=timed.memory_kind,
                 settings={**(settings or {}), **prec, "params": dict(built.params),
                           "channels_last": built.spec.channels_last,
                           "grad_scaler": precision == "fp16" and task == "train",
-                          **({} if weights is None else {"weights": weights})},
+                          **({} if weights is None else {"weights": weights}), **tuned},
                 wall_time_s=time.perf_counter() - started,
                 stop_reason=timed.stop_reason,
                 contended=None if c is None else c.contended,
@@ -462,14 +486,14 @@ def _measure(
         except Exception as exc:
             if not is_oom(exc):
                 msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                return BenchResult(**base, batch_size=bs, status="failed", reason=msg[:500],
+                return BenchResult(**base, batch_size=per_step(bs), status="failed", reason=msg[:500],
                                    wall_time_s=time.perf_counter() - started)
             oom = True
         if oom:
             # Outside the except block: the traceback no longer pins the step's tensors.
             _free(built.device)
             if bs == 1:
-                return BenchResult(**base, batch_size=bs, status="failed",
+                return BenchResult(**base, batch_size=per_step(bs), status="failed",
                                    reason="out of memory at batch size 1",
                                    wall_time_s=time.perf_counter() - started)
             notes.append(f"out of memory at batch {bs}, retried at {bs // 2}")

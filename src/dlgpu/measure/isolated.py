@@ -25,7 +25,8 @@ _DONE = "done"
 
 def _child(out: Any, workload: str, params: dict[str, Any], device: DeviceInfo, task: str,
            precisions: list[str], batch_size: int, budget: Budget, overrides: dict[str, Any],
-           settings: dict[str, Any], threads: int, telemetry: TelemetrySetup | None = None) -> None:
+           settings: dict[str, Any], threads: int, telemetry: TelemetrySetup | None = None,
+           finetune: dict[str, Any] | None = None) -> None:
     from dlgpu.devices import use_threads
     from dlgpu.workloads import get_workload
 
@@ -34,12 +35,13 @@ def _child(out: Any, workload: str, params: dict[str, Any], device: DeviceInfo, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     use_threads(threads)
     spec = get_workload(workload)
+    step_batch = batch_size * int((finetune or {}).get("grad_accum", 1))  # finetune: micro-batches per step
     try:
-        built = build(spec, params, device)
+        built = build(spec, params, device, finetune=finetune)
     except Exception as exc:
         for prec in precisions:
             out.put(BenchResult(workload=workload, task=task, device=device.id, precision=prec,
-                                batch_size=batch_size, requested_batch_size=batch_size,
+                                batch_size=step_batch, requested_batch_size=step_batch,
                                 overrides=overrides, status="failed",
                                 reason=f"build failed: {type(exc).__name__}: {exc}"[:500]))
         out.put(_DONE)
@@ -74,18 +76,20 @@ def measure_isolated(
     threads: int,
     memory_note: str,
     telemetry: TelemetrySetup | None = None,
+    finetune: Mapping[str, Any] | None = None,
 ) -> Iterator[BenchResult]:
     """Yield a result for each precision, in order, as the child sends them; those it never sent are
     ``failed`` with the reason. Closing the generator early (Ctrl-C in the caller) kills the child.
 
-    ``telemetry``: the child opens its own sensor backend from it (an open one does not cross processes)."""
+    ``telemetry``: the child opens its own sensor backend from it (an open one does not cross processes).
+    ``finetune``: task finetune's job (``measure.finetune``), built in the child."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(
         target=_child, name=f"dlgpu-{workload}-{task}",
         args=(q, workload, dict(params), device, task, list(precisions), batch_size, budget,
               dict(overrides), {**settings, "isolated_process": True}, threads,
-              None if telemetry is None else telemetry.portable()),
+              None if telemetry is None else telemetry.portable(), None if finetune is None else dict(finetune)),
     )
     proc.start()
     sent = 0
@@ -113,7 +117,8 @@ def measure_isolated(
             proc.join()
     if sent < len(precisions):
         why = _killed_reason(proc.exitcode, memory_note)
+        step_batch = batch_size * int((finetune or {}).get("grad_accum", 1))  # finetune: micro-batches per step
         for prec in precisions[sent:]:
             yield BenchResult(workload=workload, task=task, device=device.id, precision=prec,
-                              batch_size=batch_size, requested_batch_size=batch_size,
+                              batch_size=step_batch, requested_batch_size=step_batch,
                               overrides=dict(overrides), status="failed", reason=why)

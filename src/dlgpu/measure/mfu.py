@@ -59,6 +59,9 @@ class MfuCounter:
             return result
         if plan.spec.family == "custom":
             return replace(result, mfu_basis="no MFU: a custom --model workload has no operator profile")
+        if plan.finetune is not None:
+            return replace(result, mfu_basis="no MFU: dlgpu's operator profile traces the train and infer steps, "
+                                             "not a fine-tuning step (frozen weights, adapters, 4-bit layers)")
         target = "cpu" if plan.device.kind == "cpu" else "gpu"
         counted = self._count(plan, result.precision, batch, target)
         if isinstance(counted, str):

@@ -34,6 +34,8 @@ class Plan:
     device: DeviceInfo
     precisions: tuple[str, ...]
     batch_size: int
+    finetune: dict[str, Any] | None = None
+    """Task finetune: the job (``FinetuneConfig.to_dict()``, ``measure.finetune``); batch_size is its micro-batch."""
 
     @property
     def label(self) -> str:
@@ -128,6 +130,10 @@ class MemoryCheck:
         from dlgpu.analyze import kv_cache_bytes
 
         spec, params, task, batch = plan.spec, plan.params, plan.task, plan.batch_size
+        if plan.finetune is not None:
+            from .finetune import finetune_need
+
+            return finetune_need(self._floor(spec, params, "infer").parameters, plan, precision)
         floor = self._floor(spec, params, task)
         what = ("weights, gradients and " + floor.optimizer + " state") if task == "train" else "weights"
         need = floor.total_bytes

@@ -19,7 +19,6 @@ from dlgpu.errors import BadInput
 from dlgpu.home import utc_now
 from dlgpu.results import (
     DEFAULT_TASKS,
-    TASKS,
     BenchConfig,
     BenchReport,
     BenchResult,
@@ -27,11 +26,20 @@ from dlgpu.results import (
     MachineInfo,
     TaskProjection,
 )
-from dlgpu.results.vocab import BENCH_PRECISIONS, GGUF_PRECISIONS, RESULT_PRECISIONS, RUNTIME_ALIASES, RUNTIMES
+from dlgpu.results.vocab import (
+    BENCH_PRECISIONS,
+    BENCH_TASKS,
+    FINETUNE_TASK,
+    GGUF_PRECISIONS,
+    RESULT_PRECISIONS,
+    RUNTIME_ALIASES,
+    RUNTIMES,
+)
 from dlgpu.workloads.registry import WorkloadSpec, check_task, list_workloads, supporting, task_unsupported_reason
 from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
 
 from .energy import IDLE_BASELINE_S, DeviceEnergy
+from .finetune import finetunable, finetune_plans, finetune_request, finetune_unsupported
 from .mfu import MfuCounter, ProfileFn
 from .plan import MemoryCheck, MemoryFit, Plan, make_plans, workload_precisions
 from .timer import QUICK, STANDARD, Budget
@@ -121,9 +129,12 @@ def resolve_runtime(runtime: str | None) -> str:
 def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, precisions: Sequence[str] | None,
                tasks: Sequence[str] | None, *, quick: bool, batch_size: int | None, overrides: Mapping[str, str],
                timing: Budget | None, custom_specs: Sequence[WorkloadSpec], include_hostname: bool,
-               telemetry: bool, telemetry_period_s: float, runtime: str | None = None) -> Suite:
+               telemetry: bool, telemetry_period_s: float, runtime: str | None = None,
+               method: str | None = None) -> Suite:
     """Validate everything before anything runs (``BadInput`` names the parameter and what is valid), then plan.
-    ``runtime`` llama.cpp: the catalog LLMs on the CPU at GGUF weight types (``llamacpp_bench.plan_llamacpp``)."""
+    ``runtime`` llama.cpp: the catalog LLMs on the CPU at GGUF weight types (``llamacpp_bench.plan_llamacpp``).
+    ``method``: the fine-tuning method of task finetune (``measure.finetune``; default lora); the fine-tuning
+    ``--set`` keys in ``overrides`` are the job's."""
     from dlgpu.devices import detect, select, use_threads
     from dlgpu.devices.machine import machine_info
 
@@ -134,6 +145,8 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
     if resolve_runtime(runtime) != "pytorch":
         from .llamacpp_bench import plan_llamacpp
 
+        if method is not None or FINETUNE_TASK in (tasks or ()):
+            raise BadInput("--task finetune runs with the PyTorch runtime (not llama.cpp)", param="runtime")
         return plan_llamacpp(workloads, devices, precisions, tasks, quick=quick, batch_size=batch_size,
                              overrides=overrides, timing=timing, custom_specs=custom_specs,
                              include_hostname=include_hostname, telemetry=telemetry,
@@ -155,16 +168,24 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
     asked = None if not precisions or "all" in precisions else resolve_choice(precisions, own, "precisions", own)
     precs = asked or own
     named = [x for t in tasks or () for x in (DEFAULT_TASKS if t == "both" else (t,))]
-    task_list = resolve_choice(named, TASKS, "tasks", DEFAULT_TASKS)
+    # all = train, infer and decode: finetune only when named
+    task_list = tuple(t for t in resolve_choice(named, BENCH_TASKS, "tasks", DEFAULT_TASKS)
+                      if t != FINETUNE_TASK or t in named)
+    if FINETUNE_TASK in task_list and not workloads and not custom_specs:
+        raise BadInput(f"{FINETUNE_TASK}: name the workloads to fine-tune with --workload (fine-tunable: "
+                       f"{finetunable()})", param="tasks")
     for t in task_list:  # a task named explicitly that nothing selected can run is bad input
         if t in named and not any(s.supports(t) for s in specs):
             if len(specs) == 1:
                 check_task(specs[0], t)
             raise BadInput(f"{t}: none of the selected workloads supports it (workloads that do: {supporting(t)})",
                            param="tasks")
+    request, left = finetune_request(method, overrides, task_list, precisions, batch_size, specs)
+    if request is not None and set(task_list) == {FINETUNE_TASK}:
+        precs = request.precisions
     present, _absent = detect()
     chosen = select(present, list(devices or []))
-    per_overrides = overrides_for(specs, overrides)
+    per_overrides = overrides_for(specs, left)
     params = {s.name: s.resolve(per_overrides[s.name]) for s in specs}
     budget = timing or (QUICK if quick else STANDARD)
     config = BenchConfig(
@@ -173,8 +194,10 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
         budget_s=budget.budget_s, warmup_steps=budget.warmup_steps,
         min_steps=budget.min_steps, max_steps=budget.max_steps, ci_rel=budget.ci_rel,
         telemetry=telemetry, telemetry_period_s=telemetry_period_s if telemetry else None,
+        method=None if request is None else request.config.method,
     )
-    plans = make_plans(specs, task_list, named, chosen, asked, params, per_overrides, batch_size, quick)
+    plans = finetune_plans(make_plans(specs, task_list, named, chosen, asked, params, per_overrides, batch_size, quick),
+                           request)
     cpu = present[0]
     use_threads(cpu.threads_used or 1)
     return Suite(tuple(specs), params, tuple(plans), config, cpu, machine_info(present, include_hostname), budget)
@@ -228,7 +251,8 @@ class _Run:
         runnable = []
         for prec in plan.precisions:
             why = (task_unsupported_reason(plan.spec, plan.task)
-                   or unsupported_reason(plan.device, prec, plan.spec.family))
+                   or (unsupported_reason(plan.device, prec, plan.spec.family) if plan.finetune is None
+                       else finetune_unsupported(plan, prec)))
             if why:
                 self.add(BenchResult(**base, precision=prec, status="skipped", reason=why))
             else:
@@ -249,9 +273,11 @@ class _Run:
         return [p for p in runnable if not (p in fits and fits[p].why_not)], fits, floor_error
 
     def run_plan(self, plan: Plan) -> None:
+        # finetune: a step is grad_accum micro-batches of plan.batch_size
+        step_batch = plan.batch_size * int((plan.finetune or {}).get("grad_accum", 1))
         base: dict[str, Any] = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
-                                "overrides": plan.overrides, "batch_size": plan.batch_size,
-                                "requested_batch_size": plan.batch_size}
+                                "overrides": plan.overrides, "batch_size": step_batch,
+                                "requested_batch_size": step_batch}
         runnable, fits, floor_error = self.runnable(plan, base)
         if not runnable:
             return
@@ -274,7 +300,7 @@ class _Run:
         for result in measure_isolated(
                 plan.spec.name, plan.params, plan.device, plan.task, runnable, plan.batch_size,
                 self.suite.timing, plan.overrides, settings, self.suite.cpu.threads_used or 1, fit.note,
-                telemetry=tel_setup):
+                telemetry=tel_setup, finetune=_job(plan, runnable)):
             self.add(self.finish(result, plan))
 
     def run_here(self, plan: Plan, runnable: list[str], settings: Mapping[str, Any], tel_setup: Any,
@@ -283,7 +309,7 @@ class _Run:
 
         self.observer.started(f"{plan.label}: building")
         try:
-            built = build(plan.spec, plan.params, plan.device)
+            built = build(plan.spec, plan.params, plan.device, finetune=_job(plan, runnable))
         except Exception as exc:
             msg = floor_error or f"build failed: {type(exc).__name__}: {exc}"
             for prec in runnable:
@@ -295,6 +321,11 @@ class _Run:
                                          overrides=plan.overrides, settings=settings, on_step=self.on_step,
                                          telemetry=tel_setup), plan))
         del built
+
+
+def _job(plan: Plan, runnable: Sequence[str]) -> dict[str, Any] | None:
+    """A finetune plan's job, built first in the weights dtype measured first."""
+    return None if plan.finetune is None else {**plan.finetune, "weights_dtype": runnable[0]}
 
 
 def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: BenchObserver | None = None,

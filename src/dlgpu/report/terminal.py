@@ -217,6 +217,19 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     if any(r.task == "infer" for r in llm):
         notes.append("LLM infer is the prefill: a sample is one prompt token, the step the time to process the "
                      "prompt (time to first token, without sampling).")
+    tuned = [r for r in report.results if r.task == "finetune" and r.status == "ok"]
+    if tuned:
+        notes.append("finetune: a sample is one sequence; a step is grad_accum micro-batches (forward, loss, backward) "
+                     "and one optimizer step, batch = micro-batch x grad_accum; precision = the dtype the weights are "
+                     "stored in (fp32: mixed precision under bf16 autocast). Bytes of weights, gradients and "
+                     "optimizer state in --json (settings).")
+        for r in tuned:
+            st = r.settings
+            tokens = st.get("tokens_per_s")
+            notes.append(f"{escape(r.workload)} finetune {st.get('method', '?')} ({r.precision}, {r.device}): "
+                         f"{st.get('trainable_parameters', 0):,} of {st.get('total_parameters', 0):,} parameters "
+                         f"train, {st.get('optimizer', '?')}, seq_len {st.get('seq_len', '?')}"
+                         + ("" if tokens is None else f", {format_rate(tokens)} tokens/s"))
     contended = [r for r in report.results if r.contended]
     if contended:
         notes.append(f"contended ({len(contended)} results): other processes used more than their share of the "

@@ -76,8 +76,8 @@ _ENCODER_TASKS = ("train", "infer", FINETUNE_TASK)
 ``workloads.finetune``)."""
 
 
-def _encoder_extra(positions: int) -> dict[str, Any]:
-    return {"finetune": "encoder", "max_positions": positions}
+def _encoder_extra(positions: int, layers: int) -> dict[str, Any]:
+    return {"finetune": "encoder", "max_positions": positions, "layers": layers}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ _BERT_PARAMS = (_seq_len(384, "tokens per question+context feature (BERT's SQuAD
     params=_BERT_PARAMS,
     optimizer="adamw",
     tasks=_ENCODER_TASKS,
-    extra=_encoder_extra(_BERT_POSITIONS),
+    extra=_encoder_extra(_BERT_POSITIONS, 12),
     architecture_source="Devlin et al. 2019 (arXiv:1810.04805): L=12, H=768, A=12, FFN 3072; "
     "transformers.BertForQuestionAnswering",
 )
@@ -180,7 +180,7 @@ def bert_base(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:
     params=_BERT_PARAMS,
     optimizer="adamw",
     tasks=_ENCODER_TASKS,
-    extra=_encoder_extra(_BERT_POSITIONS),
+    extra=_encoder_extra(_BERT_POSITIONS, 24),
     architecture_source="Devlin et al. 2019 (arXiv:1810.04805): L=24, H=1024, A=16, FFN 4096; "
     "transformers.BertForQuestionAnswering",
 )
@@ -200,7 +200,7 @@ def bert_large(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:
     optimizer="adamw",
     tiny=True,
     tasks=_ENCODER_TASKS,
-    extra=_encoder_extra(64),
+    extra=_encoder_extra(64, 2),
     architecture_source="transformers.BertForQuestionAnswering, 2 layers, hidden 64, 2 heads, FFN 128",
 )
 def test_bert(p: Mapping[str, Any]) -> QuestionAnsweringWorkload:

@@ -31,11 +31,13 @@ def add_parser(sub: Subparsers) -> None:
                     "and answer with a plain verdict, its reasons, and a ranked table.")
     p.add_argument("workload", nargs="?", help="a registered workload (see `dlgpu workloads`), or for --task serve|"
                                                "generate an LLM (catalog id, Hugging Face repo or config.json)")
-    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "serve", "generate"),
+    p.add_argument("--task", "-t", default="train", choices=tuple(dict.fromkeys((*TASKS, "serve", "generate",
+                                                                               "finetune"))),
                    help="train, infer, decode; for an LLM: serve (--users, --tokens-per-s, --context) or generate "
-                        "(--tokens)")
+                        "(--tokens); finetune (--method, --samples, --seq-len, --epochs, --deadline)")
     _job_flags(p)
     _llm_flags(p)
+    _finetune_flags(p)
     _constraint_flags(p)
     cand = p.add_argument_group("candidates (default: all three sources)")
     cand.add_argument("--own", action="store_true", help="the devices of this machine")
@@ -93,6 +95,38 @@ def _advise_llm(args: argparse.Namespace) -> int:
                          hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog, db=args.db,
                          output_tokens=args.output)
     print_llm_advice(console(stderr=args.json), doc, args.top)
+    if args.json:
+        emit_json(doc)
+    return 0
+
+
+def _finetune_flags(p: argparse.ArgumentParser) -> None:
+    ft = p.add_argument_group("a fine-tuning job (--task finetune)")
+    ft.add_argument("--method", "-m", nargs="+", action="extend", metavar="M",
+                    help="full, freeze, lora, qlora (default: compare all four); -b is the micro-batch, --samples the "
+                         "sequences per epoch, --set the job's settings (lora_rank, gpus, sharding, ...)")
+    ft.add_argument("--seq-len", type=int, metavar="S", help="tokens per sample (default 512)")
+
+
+def _advise_finetune(args: argparse.Namespace) -> int:
+    from dlgpu.cli.commands.predict import one_line
+    from dlgpu.report.terminal_finetune import print_finetune_advice
+
+    if not args.workload:
+        raise BadInput("advise: name a model, e.g. dlgpu advise llama3_8b --task finetune --method qlora --samples "
+                       "50000")
+    if args.top <= 0:
+        raise BadInput(f"{args.top}: must be a positive integer", param="top")
+    try:
+        doc = api.advise_finetune(args.workload, args.method, samples=args.samples, seq_len=args.seq_len,
+                                  epochs=args.epochs, deadline_s=_deadline_s(args.deadline),
+                                  overrides=api.parse_overrides(args.overrides), batch_size=args.batch_size,
+                                  sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
+                                  hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog,
+                                  db=args.db)
+    except BadInput as exc:
+        raise one_line(exc) from None
+    print_finetune_advice(console(stderr=args.json), doc, args.top)
     if args.json:
         emit_json(doc)
     return 0
@@ -168,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.task in ("serve", "generate"):
         return _advise_llm(args)
+    if args.task == "finetune":
+        return _advise_finetune(args)
+    if args.method or args.seq_len is not None:
+        raise BadInput("--method and --seq-len go with --task finetune", param="method")
     workload = _workload(args)
     if args.top <= 0:
         raise BadInput(f"{args.top}: must be a positive integer", param="top")

@@ -18,6 +18,7 @@ from dlgpu.cli.common import (
     emit_json,
     wants_own_model,
 )
+from dlgpu.finetune.config import METHODS, SETTINGS
 from dlgpu.results import BENCH_SCHEMA, BENCH_TASK_CHOICES, PRECISIONS
 from dlgpu.results.vocab import GGUF_PRECISIONS, RUNTIMES, WEIGHT_PRECISIONS
 
@@ -42,9 +43,16 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--task", "-t", nargs="+", action="extend", metavar="T",
                    help=f"{', '.join(BENCH_TASK_CHOICES[:-1])} or {BENCH_TASK_CHOICES[-1]} (default and both: "
                         "train and infer; decode: decoder-only language models, one token at a time with a KV "
-                        "cache, see --set context_len)")
-    add_batch_size(p, help="override every workload's batch size")
-    add_overrides(p, help="override a workload parameter, e.g. image_size=64 (see `dlgpu workloads show`)")
+                        "cache, see --set context_len; all: train, infer and decode; finetune, asked for by name: "
+                        "one optimizer step of fine-tuning an LLM or BERT, see --method)")
+    p.add_argument("--method", metavar="M",
+                   help=f"--task finetune: {', '.join(METHODS)} (default lora); its settings are --set "
+                        f"{', '.join(k for k in SETTINGS if k not in ('gpus', 'sharding', 'offload'))}; "
+                        "-b is the micro-batch and --precision the weights' dtype (fp32, bf16, fp16; default bf16; "
+                        "fp32 = mixed precision under bf16 autocast)")
+    add_batch_size(p, help="override every workload's batch size (--task finetune: the micro-batch)")
+    add_overrides(p, help="override a workload parameter, e.g. image_size=64 (see `dlgpu workloads show`), or a "
+                          "fine-tuning setting (see --method)")
     p.add_argument("--quick", action="store_true", help="short budgets and small batches (minutes on a laptop)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="time budget per configuration (default 10, quick 2)")
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick, batch_size=args.batch_size, overrides=api.parse_overrides(args.overrides),
             budget_s=args.budget, observer=progress, save_to=args.output, db=db, custom_specs=custom,
             include_hostname=args.hostname, telemetry=not args.no_telemetry,
-            telemetry_period_s=args.telemetry_period, runtime=args.runtime)
+            telemetry_period_s=args.telemetry_period, runtime=args.runtime, method=args.method)
     registered = [w for w in report.config.workloads if not w.startswith("custom:")]
     specs = {s.name: s for s in [*(api.resolve_workloads(registered) if registered else []), *custom]}
     print_bench(console(stderr=args.json), report, specs)

@@ -15,6 +15,7 @@ from dlgpu.cli.common import (
     console,
     emit_json,
 )
+from dlgpu.errors import BadInput
 from dlgpu.results import PRECISIONS, PREDICT_SCHEMA, TASKS
 
 
@@ -25,9 +26,13 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--precision", "-p", default="fp32", choices=(*PRECISIONS, *_llm_formats()),
                    help="fp32, tf32, bf16, fp16; for an LLM's decode or prefill, a weight format (int8, int4, q4_k_m, "
                         "q8_0, fp8, nvfp4, ...)")
-    p.add_argument("--task", "-t", default="train", choices=(*TASKS, "prefill", "serve"),
+    p.add_argument("--task", "-t", default="train", choices=tuple(dict.fromkeys((*TASKS, "prefill", "serve",
+                                                                               "finetune"))),
                    help="train, infer, decode (a step, traced); for an LLM served by a runtime, decode or prefill "
-                        "(llama.cpp) or serve (TensorRT-LLM, in-flight batching; -b: the concurrency)")
+                        "(llama.cpp) or serve (TensorRT-LLM, in-flight batching; -b: the concurrency); finetune "
+                        "(--method; -b: the micro-batch; --set lora_rank=16 gpus=4 sharding=zero3 ...)")
+    p.add_argument("--method", "-m", metavar="M",
+                   help="--task finetune: full, freeze, lora or qlora (`--set` keys: see dlgpu.finetune.config)")
     add_batch_size(p)
     add_overrides(p)
     add_catalog(p)
@@ -43,9 +48,36 @@ def _llm_formats() -> tuple[str, ...]:
     return tuple(f for f in WEIGHT_FORMATS if f not in PRECISIONS)
 
 
+def one_line(exc: BadInput) -> BadInput:
+    """A fine-tuning ``--set`` error already names its flag: drop the parameter so the line does not repeat it."""
+    if exc.param == "overrides" and exc.message.startswith("--set"):
+        return BadInput(exc.message)
+    return exc
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from dlgpu.report.terminal_finetune import print_finetune_prediction
+
+    try:
+        doc = api.predict_finetune(args.workload, args.hardware, args.method, api.parse_overrides(args.overrides),
+                                   args.batch_size, args.catalog)
+    except BadInput as exc:
+        raise one_line(exc) from None
+    if args.json:
+        emit_json(doc)
+    else:
+        print_finetune_prediction(console(), doc)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from dlgpu.llm.predict import is_llm_request
     from dlgpu.report.terminal_predict import print_llm_prediction, print_prediction
+
+    if args.task == "finetune":
+        return _finetune(args)
+    if args.method is not None:
+        raise BadInput(f"--method {args.method} goes with --task finetune", param="method")
 
     if is_llm_request(args.workload, args.precision, args.task):
         doc = api.predict_llm(args.workload, args.hardware, args.precision, args.task, args.batch_size,
