@@ -98,7 +98,8 @@ def main() -> int:
     ok = [r for r in rows if "measured_step_s" in r]
     mem_ok = sum(1 for r in ok if r["memory_error_pct"] is not None and abs(r["memory_error_pct"]) <= 100 * MEM_TARGET)
     time_ok = sum(1 for r in ok if abs(r["time_error_pct"]) <= 100 * TIME_TARGET)
-    print(f"memory within {MEM_TARGET:.0%}: {mem_ok}/{len(ok)}; step time within {TIME_TARGET:.0%}: {time_ok}/{len(ok)}")
+    print(f"memory within {MEM_TARGET:.0%}: {mem_ok}/{len(ok)}; step time within {TIME_TARGET:.0%}: "
+          f"{time_ok}/{len(ok)}")
     return 0
 
 
