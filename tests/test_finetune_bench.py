@@ -85,7 +85,7 @@ def test_lora_trains_only_the_adapters_r_times_din_plus_dout() -> None:
     assert sum(p.numel() for p in trainable.values()) == expected
     info = w.describe()
     assert info["trainable_parameters"] == expected
-    assert info["lora"]["r"] == 4 and info["lora"]["adapter_dtype"] == "bfloat16"
+    assert info["lora"]["r"] == 4 and info["lora"]["adapter_dtype"] == "float32"  # peft default: fp32 adapters
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
@@ -174,7 +174,8 @@ def test_the_harness_times_grad_accum_micro_batches_per_step(cpu: DeviceInfo) ->
     mixed = measure(built, "finetune", "fp32", 2, TINY_BUDGET, remeasure=0)
     assert mixed.status == "ok", mixed.reason
     assert mixed.settings["autocast_dtype"] == "bfloat16" and mixed.settings["weights_dtype"] == "fp32"
-    assert mixed.settings["trainable_weights_bytes"] == 2 * st["trainable_weights_bytes"]
+    # peft keeps adapters in fp32 whatever the weights (autocast_adapter_dtype=True): the same bytes
+    assert mixed.settings["trainable_weights_bytes"] == st["trainable_weights_bytes"]
 
 
 def _plan(**kw: Any) -> Any:

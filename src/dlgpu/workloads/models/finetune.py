@@ -12,14 +12,14 @@ Methods:
   task head (BERT's span classifier, which starts random);
 - ``lora``: peft ``get_peft_model(model, LoraConfig(r, lora_alpha, target_modules, lora_dropout=0, bias="none",
   task_type))`` (``task_type`` CAUSAL_LM, or QUESTION_ANS for BERT, which also trains a copy of the span head as
-  peft does for a task head); the adapters are stored in the weights' dtype (``autocast_adapter_dtype=False``);
+  peft does for a task head); the adapters in fp32, peft's default (``autocast_adapter_dtype=True``);
 - ``qlora``: the linear layers of the decoder/encoder layers (not the output head, as transformers'
   bitsandbytes integration leaves it) become ``bitsandbytes.nn.Linear4bit``, NF4 with blocks of 64, double
   quantization as asked, compute dtype = the weights' dtype (bf16 or fp16), the random weights quantized from the
-  model built in that dtype; then LoRA as above with the adapters in the compute dtype. Of peft's
-  ``prepare_model_for_kbit_training`` only the steps that matter for memory are kept: the base is frozen and
-  checkpointing enabled if asked; its cast of every non-4-bit parameter (embeddings, norms, head) to fp32 is not
-  done, they stay in the compute dtype.
+  model built in that dtype; then LoRA as above. Of peft's ``prepare_model_for_kbit_training`` the steps that
+  matter for memory are kept: the base is frozen, every non-4-bit parameter (embeddings, norms, head) is upcast to
+  fp32, and checkpointing is enabled if asked (peft's own default turns it on: here it is ``--set
+  checkpointing``).
 
 Weights: stored in ``weights_dtype``. bf16 and fp16 are "true" half precision (no autocast, no gradient scaler); fp32
 weights train under bf16 autocast (fp16 with a gradient scaler where the device has no bf16): mixed precision with
@@ -206,6 +206,11 @@ def apply_method(model: nn.Module, kind: str, job: Mapping[str, Any], dtype: tor
     method = str(job["method"])
     if method == "qlora":
         quantize_nf4(model, dtype, bool(job["double_quant"]))
+        # as peft's prepare_model_for_kbit_training: every parameter that is not 4-bit (embeddings, norms, the
+        # head) is upcast to fp32 (peft/utils/other.py); its checkpointing default is left to --set checkpointing
+        for p in model.parameters():
+            if p.dtype in (torch.float16, torch.bfloat16) and p.__class__.__name__ != "Params4bit":
+                p.data = p.data.float()
     if bool(job["checkpointing"]):
         _enable_checkpointing(model)
     if method == "full":
@@ -231,10 +236,8 @@ def apply_method(model: nn.Module, kind: str, job: Mapping[str, Any], dtype: tor
                         task_type=peft.TaskType.CAUSAL_LM if kind == DECODER else peft.TaskType.QUESTION_ANS)
     with warnings.catch_warnings():  # peft asks transformers 5 by a name it deprecated (is_gradient_checkpointing)
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*gradient_checkpointing.*")
-        peft_model: nn.Module = peft.get_peft_model(model, config, autocast_adapter_dtype=False)
-    for name, p in peft_model.named_parameters():  # adapters in the weights' (compute) dtype
-        if p.requires_grad and p.dtype != dtype and "lora_" in name:
-            p.data = p.data.to(dtype)
+        # peft's default (autocast_adapter_dtype=True): adapters of a bf16/fp16 model are kept in fp32
+        peft_model: nn.Module = peft.get_peft_model(model, config)
     return peft_model
 
 
