@@ -37,7 +37,7 @@ HEAVY = ("torch", "torchvision", "transformers")
 LAYER: dict[str, int] = {
     "units": 0, "errors": 0, "results": 0, "home": 0,
     "catalog": 1, "devices": 1, "workloads": 1,
-    "analyze": 2, "measure": 2, "predict": 2, "llm": 2, "finetune": 2,
+    "analyze": 2, "measure": 2, "predict": 2, "llm": 2, "finetune": 2, "doctor": 2, "probe": 2, "tabular": 2,
     "advise": 3, "store": 3, "report": 3,
     "api": 4,
     "cli": 5, "__main__": 5,
@@ -45,12 +45,14 @@ LAYER: dict[str, int] = {
 ROOT = "__init__"  # the key of dlgpu/__init__.py itself
 ROOT_LAYER = 0  # for its import-time imports; its lazy (PEP 562) re-exports may reach any layer
 NOT_IMPORTED_BY: dict[str, set[str]] = {"predict": {"analyze", "measure"}, "analyze": {"measure"},
-                                        "llm": {"analyze", "measure"}, "finetune": {"measure"}}
+                                        "llm": {"analyze", "measure"}, "finetune": {"measure"},
+                                        "tabular": {"analyze", "measure"}}
 # rule C: who may write `import torch` at all (lazily or not)
-TORCH_ALLOWED = {"devices", "workloads", "measure", "analyze"}
+TORCH_ALLOWED = {"devices", "workloads", "measure", "analyze", "probe"}
 # rule B: whose import-time closure must not reach torch (workloads: all but the model code, see below)
 TORCH_FREE_AT_IMPORT = {ROOT, "__main__", "units", "errors", "results", "home", "catalog", "workloads", "predict",
-                        "llm", "finetune", "advise", "store", "report", "api", "cli"}
+                        "llm", "finetune", "doctor", "advise", "store", "report", "api", "cli", "probe",
+                        "tabular"}
 TORCH_AT_IMPORT_EXEMPT = ("workloads/models/", "workloads/custom.py")
 
 

@@ -28,6 +28,7 @@ MODULES = (
     "dlgpu.advise", "dlgpu.store", "dlgpu.report.terminal", "dlgpu.report.html", "dlgpu.report.markdown",
     "dlgpu.report.compare", "dlgpu.cli.main", "dlgpu.workloads.registry", "dlgpu.api",
     "dlgpu.finetune.predict", "dlgpu.advise.finetune", "dlgpu.report.terminal_finetune",
+    "dlgpu.tabular.predict", "dlgpu.advise.tabular", "dlgpu.report.terminal_tabular",
 )
 
 # Each module in a fresh interpreter state would cost a process each; one process imports them in turn (a
@@ -149,6 +150,12 @@ SIMPLE = [
      _has("base weights", "tokens/s")),
     (["advise", "llama3_8b", "--task", "finetune", "--method", "qlora", "--samples", "50000", "--deadline", "12h",
       "--json"], _is_json("dlgpu.finetune-advise/", methods=["qlora"])),
+    # tabular: boosted trees' training time predicted, the CPU/GPU crossover (no profile, no model)
+    (["predict", "xgboost", "--set", "rows=1000000", "-H", "v100-sxm2-16gb", "--json"],
+     _is_json("dlgpu.tabular-predict/", predicted=True, hardware="v100-sxm2-16gb")),
+    (["predict", "lightgbm", "--set", "rows=1M", "-H", "local"], _has("to train", "Verify")),
+    (["advise", "xgboost", "--set", "rows=100000", "--json"], _is_json("dlgpu.tabular-advise/", answer="cpu-enough")),
+    (["advise", "xgboost", "--set", "rows=100000000"], _has("A GPU pays", "Crossover")),
 ]
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from dlgpu.measure.suite import BenchObserver
     from dlgpu.measure.timer import Budget
     from dlgpu.report.model import Comparison
+    from dlgpu.results.probe import ProbeReport
     from dlgpu.store import RunRow, StoredRun
 
 __all__ = [
@@ -46,7 +47,8 @@ __all__ = [
     "DEFAULT_LIFETIME_YEARS", "HARDWARE_KINDS", "Analysis", "BadInput", "JobSize", "Limits", "advise", "analysis",
     "analyze", "bench", "calibrate", "compare", "custom_workload",
     "default_db_path", "export_runs", "find_workloads", "hardware_list", "hardware_show", "import_files",
-    "largest_batch", "list_runs", "parse_overrides", "predict", "resolve_workloads", "save_advice",
+    "largest_batch", "list_runs", "local_ceilings", "parse_overrides", "predict", "probe", "resolve_workloads",
+    "save_advice",
     "save_prediction", "show_run", "validate", "workload_details", "workload_summary",
 ]
 
@@ -92,7 +94,23 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
                        runtime=runtime, method=method)
     for spec in custom_specs:
         register_custom(spec)
-    return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step)
+    return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step, _gemm_ceilings(db))
+
+
+def _gemm_ceilings(db: Path | None) -> Callable[[str, str], tuple[float, str] | None]:
+    """(device id, precision) -> this machine's measured GEMM ceiling there and its source, from the newest
+    uncontended ``dlgpu probe`` of each device (read once per device, when MFU first asks)."""
+    found: dict[str, Any] = {}
+
+    def ceiling(device: str, precision: str) -> tuple[float, str] | None:
+        if device not in found:
+            found[device] = local_ceilings(db, device)[0]
+        got = found[device]
+        value = None if got is None else got.gemm_flops_per_s.get(precision)
+        if not value:
+            return None
+        return value, f"{got.source}, n={got.gemm_sizes.get(precision)}"
+    return ceiling
 
 
 def custom_workload(model: str, inputs: str, batch_size: int | None = None) -> WorkloadSpec:
@@ -105,11 +123,16 @@ def custom_workload(model: str, inputs: str, batch_size: int | None = None) -> W
 # --- workloads and hardware --------------------------------------------------------------------------------
 
 
-def workload_details(name: str) -> tuple[WorkloadSpec, int]:
-    """The spec and its parameter count, counted on the meta device (no memory, no compute)."""
-    from dlgpu.analyze.memory_model import memory_floor
+def workload_details(name: str) -> tuple[WorkloadSpec, int | None]:
+    """The spec and its parameter count, counted on the meta device (no memory, no compute); None for a tabular
+    workload (trees and classical ML: no PyTorch model, nothing built until it is fitted)."""
+    from dlgpu.workloads.tabular import is_tabular
 
     spec = get_workload(name)
+    if is_tabular(spec):
+        return spec, None
+    from dlgpu.analyze.memory_model import memory_floor
+
     return spec, memory_floor(spec, spec.resolve({}), "infer").parameters
 
 
@@ -186,8 +209,10 @@ def analysis(workload: str, task: str = "train", precision: str = "fp32", batch_
 
 def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "train",
             batch_size: int | None = None, overrides: Mapping[str, str] | None = None,
-            catalog_files: Sequence[Path] = ()) -> Prediction:
-    """Predicted step time, throughput and memory on a catalog GPU or CPU, or ``local`` (``predict.forecast``)."""
+            catalog_files: Sequence[Path] = (), db: Path | None = None) -> Prediction:
+    """Predicted step time, throughput and memory on a catalog GPU or CPU, or ``local`` (``predict.forecast``): this
+    machine's CPU with the ceilings of its newest uncontended ``dlgpu probe`` in ``db`` where one is stored
+    (``local_ceilings``), and the prediction's basis says which."""
     from dlgpu.analyze.profiles import profile
     from dlgpu.catalog import load_catalog
     from dlgpu.predict.calibration import load_calibration
@@ -195,7 +220,14 @@ def predict(workload: str, hardware: str, precision: str = "fp32", task: str = "
 
     get_workload(workload)
     return forecast(profile, load_catalog(catalog_files), load_calibration(), workload, hardware, precision, task,
-                    batch_size, overrides)
+                    batch_size, overrides, _ceilings_for(hardware, db))
+
+
+def _ceilings_for(hardware: str, db: Path | None) -> Any:
+    """This machine's probed CPU ceilings where ``hardware`` is this machine (``local``), else None."""
+    from dlgpu.predict.targets import LOCAL_IDS
+
+    return local_ceilings(db)[0] if hardware.strip().lower() in LOCAL_IDS else None
 
 
 def predict_llm(model: str, hardware: str, weight_format: str, task: str = "decode", batch_size: int | None = None,
@@ -210,7 +242,8 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
 
 
 def predict_finetune(model: str, hardware: str, method: str | None, overrides: Mapping[str, str] | None = None,
-                     batch_size: int | None = None, catalog_files: Sequence[Path] = ()) -> dict[str, Any]:
+                     batch_size: int | None = None, catalog_files: Sequence[Path] = (),
+                     db: Path | None = None) -> dict[str, Any]:
     """``dlgpu.finetune-predict/1``: a fine-tuning job (``--method``, ``--set`` keys of ``finetune.config``, ``-b`` the
     micro-batch) on a catalog GPU (``--set gpus=N`` of them), a catalog CPU or ``local``: memory per GPU by component,
     the fit, the largest micro-batch and sequence, the step time through the calibrated roofline (``finetune``)."""
@@ -218,7 +251,8 @@ def predict_finetune(model: str, hardware: str, method: str | None, overrides: M
     from dlgpu.finetune.predict import predict_finetune as run
     from dlgpu.predict.calibration import load_calibration
 
-    return run(load_catalog(catalog_files), load_calibration(), model, hardware, method, overrides or {}, batch_size)
+    return run(load_catalog(catalog_files), load_calibration(), model, hardware, method, overrides or {}, batch_size,
+               _ceilings_for(hardware, db))
 
 
 def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: float | None = None,
@@ -238,7 +272,7 @@ def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: f
 
     catalog = load_catalog(catalog_files)
     ov = dict(overrides or {})
-    here = prediction_device("local", catalog)
+    here = prediction_device("local", catalog, local_ceilings(db)[0])
     stored = _stored_finetune(model, methods or METHODS, {**ov, **({"seq_len": str(seq_len)} if seq_len else {})}, db)
     return run(catalog, load_calibration(), model, methods, samples, seq_len, epochs, deadline_s, ov, batch_size,
                sources, hardware, budget_usd, here, stored)
@@ -385,6 +419,58 @@ def calibrate(data_files: Sequence[Path] = (), output: Path | None = None,
     return fit(profile, data_files, output, bench_files)
 
 
+# --- this machine's ceilings (dlgpu probe) -----------------------------------------------------------------
+
+
+def probe(devices: Sequence[str] | None = None, quick: bool = False, save: bool = True, db: Path | None = None,
+          settings: Any = None, on_figure: Callable[[Any], None] | None = None,
+          on_device: Callable[[Any], None] | None = None, seams: Any = None) -> ProbeReport:
+    """Measure this machine's real ceilings on each device (``probe``: GEMM per precision, memory bandwidth,
+    host-device transfers, dispatch and launch overhead), each next to its datasheet or estimated peak; saved in
+    ``db`` as a ``probe`` run unless ``save`` is False. ``devices``: cpu, cuda, cuda:N, mps, xpu or all (default: all
+    present). ``settings``: a ``probe.ProbeSettings`` (default: ``probe.QUICK`` or ``probe.FULL``); ``seams``: the
+    timer's clock and synchronizer (``probe.Seams``; tests)."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.devices.detect import detect, select
+    from dlgpu.devices.machine import current_machine
+    from dlgpu.home import dlgpu_version, utc_now
+    from dlgpu.probe import FULL, QUICK, probe_devices
+    from dlgpu.results.probe import ProbeReport
+
+    machine = current_machine()
+    _present, absent = detect()
+    chosen = select(list(machine.devices), list(devices or ["all"]))
+    created = utc_now()
+    figures, skipped, notes, interrupted = probe_devices(chosen, settings or (QUICK if quick else FULL), load_catalog(),
+                                                         seams, on_figure, on_device,
+                                                         threads=machine.devices[0].threads_used)
+    report = ProbeReport(created_at=created, dlgpu=dlgpu_version(), machine=machine, devices=tuple(chosen),
+                         quick=bool(quick if settings is None else settings.quick), figures=tuple(figures),
+                         skipped=tuple(skipped), absent=dict(absent), notes=tuple(notes), interrupted=interrupted)
+    if save and figures:
+        from dlgpu.store.history import save_probe
+
+        report = replace(report, run_id=save_probe(report.to_dict(), db))
+    return report
+
+
+def local_ceilings(db: Path | None = None, device: str = "cpu") -> tuple[Any, str]:
+    """(this machine's measured ceilings on ``device``, a ``results.probe.MeasuredCeilings``, or None; why none):
+    from the newest uncontended ``dlgpu probe`` of this machine (same fingerprint) stored in ``db``
+    (``store.history.newest_probe``). No torch here."""
+    from dlgpu.devices.machine import current_machine
+    from dlgpu.results.probe import ceilings_from_doc
+    from dlgpu.store.history import newest_probe
+
+    try:
+        got = newest_probe(db, current_machine().to_dict(), device)
+    except BadInput as exc:  # a database this version cannot read: nothing probed to use
+        return None, str(exc)
+    if got.document is None:
+        return None, got.why_none
+    return ceilings_from_doc(got.document, device), ""
+
+
 # --- the results store -------------------------------------------------------------------------------------
 
 
@@ -497,7 +583,7 @@ def _local(req: Any, db: Path | None, machine: Mapping[str, Any], measure: bool)
     if not measure:
         asked = None if not req.precisions else resolve_choice(req.precisions, PRECISIONS, "precisions", PRECISIONS)
         got = local_measurements(spec.name, req.task, dict(req.overrides), db, machine, asked, req.batch_size)
-        return LocalMeasurements(got.by_device, got.run_id, elsewhere=got.elsewhere)
+        return LocalMeasurements(got.by_device, got.run_id, elsewhere=got.elsewhere, ceilings=local_ceilings(db)[0])
     custom = spec.family == "custom"
     rep = bench(workloads=None if custom else [spec.name], tasks=[req.task], quick=True, batch_size=req.batch_size,
                 overrides=dict(req.overrides), db=db or default_db_path(), precisions=req.precisions,
@@ -509,3 +595,88 @@ def _local(req: Any, db: Path | None, machine: Mapping[str, Any], measure: bool)
         best[r.device] = {**r.to_dict(), "_run_id": rep.run_id, "_created_at": rep.created_at,
                           "_fp32_sps": fp32.get(r.device)}
     return LocalMeasurements(best, rep.run_id, fresh=True)
+
+
+# --- tabular: training time of boosted trees predicted anywhere, the CPU/GPU crossover -----------------------------
+
+
+def local_tabular_cpu(db: Path | None = None) -> Any:
+    """This machine's CPU for the tabular model (``tabular.local.LocalCpu``) with the training times measured on it:
+    the stored ``dlgpu bench`` results of the tabular workloads made on this CPU model with this many threads, else
+    dlgpu's shipped measurements where they were made on this CPU (``tabular.local.shipped_runs_for``). No torch."""
+    import psutil
+
+    from dlgpu.catalog import CpuSpec
+    from dlgpu.catalog.local import this_cpu
+    from dlgpu.devices.cpu import usable_cores
+    from dlgpu.tabular.local import LocalCpu, runs_from_results, shipped_runs_for
+
+    name, spec = this_cpu()
+    threads = usable_cores()[0]
+    bandwidth = spec.memory_bandwidth_bytes_per_s if isinstance(spec, CpuSpec) else None
+    catalog_id = spec.id if isinstance(spec, CpuSpec) else None
+    ram = int(psutil.virtual_memory().total)
+    stored = _stored_tabular_results(db, name, threads)
+    runs = runs_from_results(stored, threads)
+    if runs:
+        ids = sorted({i for r in runs for i in r.source.split(", ")})
+        source = (f"{len(runs)} stored `dlgpu bench` result(s) of this machine (run{'s' if len(ids) > 1 else ''} "
+                  f"{', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})")
+        return LocalCpu(name, threads, bandwidth, ram, catalog_id, tuple(runs), source)
+    shipped, file = shipped_runs_for(name, threads)
+    source = f"dlgpu's shipped measurements on this machine (tabular/data/measured/{file})" if shipped else "none"
+    return LocalCpu(name, threads, bandwidth, ram, catalog_id, shipped, source)
+
+
+def _stored_tabular_results(db: Path | None, cpu_name: str, threads: int) -> list[dict[str, Any]]:
+    """Every stored bench result of a tabular workload measured on a CPU of this model with this many threads (the
+    CPU and its threads are what decide a tabular fit's time; the torch stack in the fingerprint does not), each with
+    ``_run_id``; results measured under contention are left out where an uncontended one of the same job exists."""
+    from dlgpu.store.sqlite import Store
+    from dlgpu.workloads.registry import list_workloads
+
+    names = {w.name for w in list_workloads() if w.family == "tabular"}
+    out: list[dict[str, Any]] = []
+    try:
+        with Store(db) as store:
+            for row in store.runs(kind="bench"):
+                doc = store.get(row.id).document
+                cpus = [d for d in (doc.get("machine") or {}).get("devices") or [] if d.get("kind") == "cpu"]
+                if not cpus or cpus[0].get("name") != cpu_name or int(cpus[0].get("threads_used") or 0) != threads:
+                    continue
+                out += [{**r, "_run_id": row.id} for r in doc.get("results") or [] if r.get("workload") in names]
+    except Exception:  # no store yet, or one this version cannot read: nothing measured
+        return []
+
+    def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        params = (r.get("settings") or {}).get("params") or r.get("overrides") or {}
+        return (r.get("workload"), r.get("task"), tuple(sorted((str(k), str(v)) for k, v in params.items())))
+
+    clean = {key(r) for r in out if not r.get("contended")}
+    return [r for r in out if not r.get("contended") or key(r) not in clean]
+
+
+def predict_tabular(workload: str, hardware: str, overrides: Mapping[str, str] | None = None,
+                    catalog_files: Sequence[Path] = (), db: Path | None = None) -> dict[str, Any]:
+    """``dlgpu.tabular-predict/1``: seconds to train a boosted-trees job (``--set rows features trees depth``) on a
+    catalog GPU, a catalog CPU or ``local`` (this CPU, calibrated by its measurements where there are some), with
+    its interval from the held-out errors (``tabular.predict``); an estimator without published timings is answered
+    "not predicted"."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.tabular.predict import predict_tabular as run
+
+    local = local_tabular_cpu(db) if hardware.strip().lower() in ("local", "cpu", "this") else None
+    return run(load_catalog(catalog_files), workload, hardware, overrides or {}, local)
+
+
+def advise_tabular(workload: str, overrides: Mapping[str, str] | None = None, deadline_s: float | None = None,
+                   gpu_overhead_s: float | None = None, sources: Sequence[str] = ("buy", "rent"),
+                   hardware: Sequence[str] = (), budget_usd: float | None = None,
+                   catalog_files: Sequence[Path] = (), db: Path | None = None) -> dict[str, Any]:
+    """``dlgpu.tabular-advise/1``: is this machine's CPU enough for the tabular job, or does a GPU pay, and which cheap
+    one to rent or buy; the crossover rows for this job on this CPU (``advise.tabular``)."""
+    from dlgpu.advise.tabular import advise_tabular as run
+    from dlgpu.catalog import load_catalog
+
+    return run(load_catalog(catalog_files), workload, overrides or {}, local_tabular_cpu(db), deadline_s,
+               gpu_overhead_s, sources, hardware, budget_usd)

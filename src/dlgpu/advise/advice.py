@@ -36,6 +36,7 @@ class LocalMeasurements:
     run_id: str | None = None
     fresh: bool = False  # measured now (a quick bench), not read from the store
     elsewhere: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    ceilings: Any = None  # this machine's probed ceilings (``results.probe.MeasuredCeilings``), for a predicted CPU
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _candidates(req: Request, ctx: candidates.Context, catalog: Catalog, present
     local_asked = any(h.strip().lower() in LOCAL_IDS for h in req.hardware)
     found: list[Candidate] = []
     if "own" in use and (not only or local_asked):
-        found += candidates.own(ctx, present, local.by_device, catalog)
+        found += candidates.own(ctx, present, local.by_device, catalog, local.ceilings)
     if "buy" in use:
         found += candidates.to_buy(ctx, catalog, only)
     if "rent" in use:
@@ -120,8 +121,10 @@ def _local_notes(req: Request, local: LocalMeasurements) -> list[str]:
                 f"settings ({', '.join(other)}), not at the asked {asked or 'settings'}: its CPU is predicted, not "
                 "measured. Run with --measure (or `dlgpu bench` at these settings) to measure it."]
     if not local.by_device:
+        probed = ([f"Its prediction uses this machine's probed ceilings: {local.ceilings.bandwidth_basis}."]
+                  if local.ceilings is not None else [])
         return [f"Nothing is stored for {req.spec.name} {req.task} on this machine, so its CPU is predicted, "
-                "not measured: run with --measure (or `dlgpu bench`) to measure it."]
+                "not measured: run with --measure (or `dlgpu bench`) to measure it.", *probed]
     return []
 
 

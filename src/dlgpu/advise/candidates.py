@@ -7,7 +7,7 @@ for the whole job (``cost``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dlgpu.catalog import Catalog, GpuSpec, device_facts, is_consumer, match_gpu
@@ -240,18 +240,23 @@ def measured_gpu(ctx: Context, gpu: DeviceInfo, r: Mapping[str, Any]) -> Candida
 
 
 def own(ctx: Context, present: Sequence[DeviceInfo], measured: Mapping[str, Mapping[str, Any]],
-        catalog: Catalog) -> list[Candidate]:
-    """This machine's devices: measured where ``dlgpu bench`` stored results, else predicted."""
+        catalog: Catalog, ceilings: Any = None) -> list[Candidate]:
+    """This machine's devices: measured where ``dlgpu bench`` stored results, else predicted (the CPU with this
+    machine's probed ceilings where ``ceilings`` is given: ``predict.targets.prediction_device``)."""
     cpu = present[0]
     out = []
     if "cpu" in measured:
         out.append(measured_cpu(ctx, cpu, measured["cpu"]))
     else:
-        dev, mem, _basis = prediction_device("local", catalog)
+        dev, mem, _basis = prediction_device("local", catalog, ceilings)
         facts = device_facts(cpu, catalog)
-        out.append(predicted(ctx, Offer("own:cpu", "own", f"this CPU ({cpu.name}, {cpu.threads_used} cores)", dev,
-                                        mem, tdp_w=facts.tdp_w, tdp_basis=facts.tdp_basis,
-                                        batch_size=ctx.cpu_batch_size)))
+        here = predicted(ctx, Offer("own:cpu", "own", f"this CPU ({cpu.name}, {cpu.threads_used} cores)", dev,
+                                    mem, tdp_w=facts.tdp_w, tdp_basis=facts.tdp_basis,
+                                    batch_size=ctx.cpu_batch_size))
+        if ceilings is not None:  # say what the prediction took from this machine's probe
+            here = replace(here, notes=(*here.notes, f"predicted with this machine's probed ceilings: "
+                                                     f"{ceilings.bandwidth_basis}"))
+        out.append(here)
     for g in present[1:]:
         row, _why = match_gpu(g.name, g.memory_bytes, catalog)
         if g.id in measured:

@@ -17,10 +17,12 @@ from .commands import (
     bench,
     calibrate,
     compare,
+    doctor,
     export,
     hardware,
     import_,
     predict,
+    probe,
     report,
     runs,
     show,
@@ -30,7 +32,7 @@ from .commands import (
 from .common import Parser, error_line
 
 COMMANDS = (advise, bench, workloads, hardware, predict, analyze, validate, calibrate, runs, show, export, import_,
-            compare, report)
+            compare, report, doctor, probe)
 """In the order ``dlgpu --help`` lists them."""
 
 

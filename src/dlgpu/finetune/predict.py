@@ -25,12 +25,13 @@ JOB_KEYS = ("samples", "epochs")
 """``--set`` keys of ``dlgpu predict --task finetune`` besides the job's settings: the job's size, for its time."""
 
 
-def resolve_device(catalog: Catalog, hardware: str) -> tuple[GpuSpec, int | None, str]:
-    """(device in the roofline's terms, its memory, basis): a catalog GPU or CPU, or ``local`` (this CPU)."""
+def resolve_device(catalog: Catalog, hardware: str, ceilings: Any = None) -> tuple[GpuSpec, int | None, str]:
+    """(device in the roofline's terms, its memory, basis): a catalog GPU or CPU, or ``local`` (this CPU, with this
+    machine's probed ceilings where ``ceilings``, a ``results.probe.MeasuredCeilings``, is given)."""
     from dlgpu.predict.targets import prediction_device
 
     try:
-        return prediction_device(hardware, catalog)
+        return prediction_device(hardware, catalog, ceilings)
     except KeyError:
         raise BadInput(f"unknown hardware {hardware!r} (see `dlgpu hardware list`)", param="hardware") from None
 
@@ -125,13 +126,15 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
 
 
 def predict_finetune(catalog: Catalog, cal: Calibration, model_name: str, hardware: str, method: str | None,
-                     overrides: Mapping[str, str], micro_batch: int | None = None) -> dict[str, Any]:
-    """A ``dlgpu.finetune-predict/1`` document (module docstring)."""
+                     overrides: Mapping[str, str], micro_batch: int | None = None,
+                     ceilings: Any = None) -> dict[str, Any]:
+    """A ``dlgpu.finetune-predict/1`` document (module docstring). ``ceilings``: this machine's probed ceilings, for
+    ``local`` (``resolve_device``)."""
     if method is None:
         raise BadInput("--task finetune needs --method full, freeze, lora or qlora", param="method")
     cfg = parse_finetune(method, overrides, micro_batch, workload_keys=JOB_KEYS)
     model = resolve_finetune_model(model_name)
-    device, memory_bytes, device_basis = resolve_device(catalog, hardware)
+    device, memory_bytes, device_basis = resolve_device(catalog, hardware, ceilings)
     check_job(model, cfg, device)
     mem, st = evaluate(model, cfg, device, cal, catalog)
     return document(model, cfg, device, memory_bytes, device_basis, mem, st, cal, catalog)

@@ -30,14 +30,23 @@ ProfileFn = Callable[..., Any]
 PeakFn = Callable[[Any, str], tuple[float | None, str]]
 """``(device, precision) -> (peak FLOP/s or None, its basis)``."""
 
+CeilingFn = Callable[[str, str], tuple[float, str] | None]
+"""``(device id, precision) -> (this machine's measured GEMM ceiling in FLOP/s, where it comes from)`` or None:
+what ``dlgpu probe`` stored (the api reads it)."""
+
 
 class MfuCounter:
     """Adds FLOPs per step and MFU to measured results. One trace per workload, task, batch and target (seconds
     for a full-size model): autocast changes the dtypes of the same operators, not their FLOPs, so the other
-    precisions reuse it and say so."""
+    precisions reuse it and say so.
 
-    def __init__(self, profile: ProfileFn, peak: PeakFn, on_trace: Callable[[str], None] | None = None) -> None:
-        self._profile, self._peak, self._on_trace = profile, peak, on_trace
+    MFU is always over the peak (the datasheet's, or the CPU's estimate): that is its definition. Where
+    ``ceiling`` gives this machine's measured GEMM ceiling at the precision (``dlgpu probe``), the basis adds the
+    step's share of it too: how far the step is from what this device's matrix multiplies really reach."""
+
+    def __init__(self, profile: ProfileFn, peak: PeakFn, on_trace: Callable[[str], None] | None = None,
+                 ceiling: CeilingFn | None = None) -> None:
+        self._profile, self._peak, self._on_trace, self._ceiling = profile, peak, on_trace, ceiling
         self._counted: dict[tuple[Any, ...], tuple[float, float, str] | str] = {}  # (FLOPs, bytes, precision)/why
 
     def _count(self, plan: Plan, precision: str, batch: int, target: str) -> tuple[float, float, str] | str:
@@ -59,7 +68,7 @@ class MfuCounter:
             return result
         if plan.spec.family == "custom":
             return replace(result, mfu_basis="no MFU: a custom --model workload has no operator profile")
-        if plan.finetune is not None:
+        if getattr(plan, "finetune", None) is not None:
             return replace(result, mfu_basis="no MFU: dlgpu's operator profile traces the train and infer steps, "
                                              "not a fine-tuning step (frozen weights, adapters, 4-bit layers)")
         target = "cpu" if plan.device.kind == "cpu" else "gpu"
@@ -78,6 +87,10 @@ class MfuCounter:
         achieved = flops / stats.median
         how = (f"{note} / median step time {stats.median:.4g} s = {achieved / 1e9:,.4g} GFLOP/s achieved, "
                f"over the peak {peak / 1e9:,.4g} GFLOP/s ({peak_basis})")
+        measured = None if self._ceiling is None else self._ceiling(plan.device.id, result.precision)
+        if measured is not None:
+            how += (f"; {achieved / measured[0]:.1%} of this machine's measured {result.precision} GEMM ceiling "
+                    f"{measured[0] / 1e9:,.4g} GFLOP/s ({measured[1]})")
         if achieved > peak:  # a utilization over 100% says the peak is wrong, not the device
             return replace(result, flops_per_step=flops, mfu_basis=(
                 f"no MFU: the step achieved more than the peak taken for it, so that peak understates the device; "

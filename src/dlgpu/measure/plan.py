@@ -17,6 +17,8 @@ from dlgpu.results.vocab import BENCH_PRECISIONS, WEIGHT_PRECISIONS
 from dlgpu.units import format_bytes
 from dlgpu.workloads.llm import prefill_batch
 from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec
+from dlgpu.workloads.tabular import FAMILY as TABULAR
+from dlgpu.workloads.tabular import samples_per_step
 
 ISOLATE_ABOVE_FRACTION = 0.25
 """CPU runs whose memory floor exceeds this share of usable memory run in a child process: on the CPU an
@@ -68,11 +70,16 @@ def default_batch(spec: WorkloadSpec, device: DeviceInfo, quick: bool) -> int:
 
 def workload_precisions(spec: WorkloadSpec) -> tuple[str, ...]:
     """The precisions ``spec`` is measured at when none are named (or ``all``): every autocast precision, and for
-    LLM workloads the int8/int4 weight formats too (no other workload is offered those)."""
+    LLM workloads the int8/int4 weight formats too (no other workload is offered those); tabular workloads fp32 only
+    (their data's dtype: ``measure.tabular``)."""
+    if spec.family == TABULAR:
+        return ("fp32",)
     return BENCH_PRECISIONS if spec.family in WEIGHT_FORMAT_FAMILIES else PRECISIONS
 
 
 def _batch(spec: WorkloadSpec, task: str, device: DeviceInfo, params: Mapping[str, Any], quick: bool) -> int:
+    if spec.family == TABULAR:  # the rows one fit or predict processes
+        return samples_per_step(spec, task, params)
     if task == "decode":
         return DECODE_BATCH
     if task == "infer":

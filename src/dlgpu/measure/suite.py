@@ -37,10 +37,11 @@ from dlgpu.results.vocab import (
 )
 from dlgpu.workloads.registry import WorkloadSpec, check_task, list_workloads, supporting, task_unsupported_reason
 from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
+from dlgpu.workloads.tabular import FAMILY as TABULAR
 
 from .energy import IDLE_BASELINE_S, DeviceEnergy
 from .finetune import finetunable, finetune_plans, finetune_request, finetune_unsupported
-from .mfu import MfuCounter, ProfileFn
+from .mfu import CeilingFn, MfuCounter, ProfileFn
 from .plan import MemoryCheck, MemoryFit, Plan, make_plans, workload_precisions
 from .timer import QUICK, STANDARD, Budget
 
@@ -187,6 +188,10 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
     chosen = select(present, list(devices or []))
     per_overrides = overrides_for(specs, left)
     params = {s.name: s.resolve(per_overrides[s.name]) for s in specs}
+    if any(s.family == TABULAR for s in specs):
+        from .tabular import plan_params
+
+        params = plan_params(specs, params, per_overrides, quick, batch_size)
     budget = timing or (QUICK if quick else STANDARD)
     config = BenchConfig(
         workloads=tuple(s.name for s in specs), devices=tuple(d.id for d in chosen), precisions=precs,
@@ -207,14 +212,15 @@ class _Run:
     """One bench run in progress: its results so far, where they are saved, and its sensor session."""
 
     def __init__(self, suite: Suite, observer: BenchObserver, sink: BenchSink, profile: ProfileFn,
-                 on_step: Callable[[int, float], None] | None) -> None:
+                 on_step: Callable[[int, float], None] | None, ceiling: CeilingFn | None = None) -> None:
         self.suite, self.observer, self.sink, self.on_step = suite, observer, sink, on_step
         self.created = utc_now()
         self.results: list[BenchResult] = []
         cfg = suite.config
         self.energy = DeviceEnergy(cfg.telemetry, cfg.telemetry_period_s or 0.0,
                                    min(IDLE_BASELINE_S[cfg.quick], suite.timing.budget_s))
-        self.mfu = MfuCounter(profile, lambda device, prec: self.energy.facts(device).peak(prec), observer.started)
+        self.mfu = MfuCounter(profile, lambda device, prec: self.energy.facts(device).peak(prec), observer.started,
+                              ceiling)
         self.memory = MemoryCheck()
         self.by_name = {s.name: s for s in suite.specs}
         cpu = suite.cpu
@@ -273,6 +279,11 @@ class _Run:
         return [p for p in runnable if not (p in fits and fits[p].why_not)], fits, floor_error
 
     def run_plan(self, plan: Plan) -> None:
+        if plan.spec.family == TABULAR:  # XGBoost, LightGBM, scikit-learn: measure.tabular
+            from .tabular import run_tabular_plan
+
+            run_tabular_plan(self, plan)
+            return
         # finetune: a step is grad_accum micro-batches of plan.batch_size
         step_batch = plan.batch_size * int((plan.finetune or {}).get("grad_accum", 1))
         base: dict[str, Any] = {"workload": plan.spec.name, "task": plan.task, "device": plan.device.id,
@@ -329,9 +340,10 @@ def _job(plan: Plan, runnable: Sequence[str]) -> dict[str, Any] | None:
 
 
 def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: BenchObserver | None = None,
-              on_step: Callable[[int, float], None] | None = None) -> BenchReport:
-    """Measure every plan of ``suite``; Ctrl-C stops, and what was measured is saved and returned (interrupted)."""
-    run = _Run(suite, observer or NullObserver(), sink, profile, on_step)
+              on_step: Callable[[int, float], None] | None = None, ceiling: CeilingFn | None = None) -> BenchReport:
+    """Measure every plan of ``suite``; Ctrl-C stops, and what was measured is saved and returned (interrupted).
+    ``ceiling``: this machine's measured GEMM ceilings (``dlgpu probe``), which MFU's basis also compares with."""
+    run = _Run(suite, observer or NullObserver(), sink, profile, on_step, ceiling)
     run.observer.planned(sum(len(p.precisions) for p in suite.plans))
     run.sink.begin(run.report(interrupted=True))
     status = "complete"

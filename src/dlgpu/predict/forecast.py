@@ -14,10 +14,11 @@ from dlgpu.catalog import Catalog, GpuSpec
 from dlgpu.errors import BadInput
 from dlgpu.home import dlgpu_version, utc_now
 from dlgpu.results import PRECISIONS, OpProfile, Prediction, ProfileSource, memory_need, usable_memory_bytes
+from dlgpu.results.probe import MeasuredCeilings
 from dlgpu.workloads.registry import WorkloadSpec, get_workload
 
 from .rescale import rescale
-from .roofline import Calibration, StepPrediction, architecture, precision_reason, predict_step
+from .roofline import Calibration, ProbedCpu, StepPrediction, architecture, precision_reason, predict_step
 from .targets import prediction_device, roof_peaks
 
 
@@ -71,13 +72,14 @@ def _projection(spec: WorkloadSpec, task: str, overrides: Mapping[str, str], sps
 
 def predict(profiles: ProfileSource, catalog: Catalog, cal: Calibration, workload: str, hardware: str,
             precision: str = "fp32", task: str = "train", batch_size: int | None = None,
-            overrides: Mapping[str, str] | None = None) -> Prediction:
+            overrides: Mapping[str, str] | None = None, ceilings: MeasuredCeilings | None = None) -> Prediction:
     """Predicted step time, throughput and memory of a workload on a catalog GPU or CPU, or this machine's CPU.
-    ``batch_size``: None for the workload's own; else a positive integer (0 is not "the default")."""
+    ``batch_size``: None for the workload's own; else a positive integer (0 is not "the default"). ``ceilings``:
+    this machine's probed ceilings, for ``local`` (``targets.prediction_device``)."""
     if batch_size is not None and batch_size <= 0:
         raise BadInput(f"{batch_size}: must be a positive integer (or leave it out for the workload's own batch)",
                        param="batch_size")
-    gpu, memory_bytes, device_basis = prediction_device(hardware, catalog)
+    gpu, memory_bytes, device_basis = prediction_device(hardware, catalog, ceilings)
     why = precision_reason(gpu, precision) if precision in PRECISIONS else None
     if why:
         raise BadInput(f"{precision}: {why}", param="precision")
@@ -120,7 +122,12 @@ def _provenance(cal: Calibration, gpu: GpuSpec) -> str:
                 + stack_statement(cal))
     text = ("predicted: per-operator roofline with CPU efficiencies fitted to what `dlgpu bench` measured on CPUs "
             "(see `dlgpu calibrate`)")
-    if gpu.memory_bandwidth_bytes_per_s and "cpu:mem" in (cal.fit.get("unfitted_terms") or []):
+    if isinstance(gpu, ProbedCpu) and gpu.measured is not None:
+        text += f"; {gpu.measured.bandwidth_basis} (how it is applied: the device basis)"
+    elif not gpu.memory_bandwidth_bytes_per_s:
+        text += ("; memory bandwidth: none for this CPU (`dlgpu probe` measures this machine's): memory-bound "
+                 "operators are timed by compute alone")
+    elif "cpu:mem" in (cal.fit.get("unfitted_terms") or []):
         text += ("; its memory-bound operators use an assumed 50% of the catalog bandwidth: no CPU measured for the "
                  "calibration has a bandwidth figure, so that efficiency is not fitted")
     return text

@@ -19,33 +19,69 @@ from dlgpu.catalog.local import estimated_bf16_peak
 from dlgpu.devices.precision import PrecisionFacts, precision_unsupported
 from dlgpu.errors import BadInput
 from dlgpu.results import OpProfile, OpRecord
+from dlgpu.results.probe import MeasuredCeilings
 
 DENSE = ("matmul", "conv", "attention")
 
 
-def cpu_as_device(cpu: CpuSpec | LocalCpu) -> GpuSpec:
+@dataclass(frozen=True)
+class ProbedCpu(GpuSpec):
+    """This machine's CPU with the ceilings a stored ``dlgpu probe`` measured on it (``measured``): its memory
+    bandwidth is the probed one, and ``predict_step`` applies it by ``PROBED_MEMORY_RULE``. The compute peaks stay
+    those the calibration's efficiencies were fitted against (the catalog's, or the estimate); the measured GEMM
+    ceilings are reported beside them, not used in their place."""
+
+    measured: MeasuredCeilings | None = None
+
+
+PROBED_MEMORY_KINDS = (*DENSE, "copy")
+"""The operators a probed bandwidth bounds: matrix products, convolutions and attention (weights and the KV cache
+streamed in decode) and copies (dtype casts, layout changes: pure data movement, whose FLOP-based calibrated time
+says nothing about large tensors)."""
+
+PROBED_MEMORY_RULE = (
+    "the probed bandwidth bounds matrix products, convolutions, attention and copies (weights, KV cache and casts "
+    "streamed in decode) at 100% of the probed figure, which is already an achieved rate; the other operators keep "
+    "their calibrated efficiency, fitted on CPUs with no bandwidth, so their memory time is inside it (a memory term "
+    "for them too would count it twice: README, `dlgpu probe`); compute peaks stay the ones the efficiencies were "
+    "fitted against")
+"""How ``predict_step`` combines a probed bandwidth with the calibrated CPU efficiencies (the evidence: the shipped
+CPU bench rows of ``predict/data/bench`` and a measured decode, predicted with and without it; README,
+``dlgpu probe``)."""
+
+
+def cpu_as_device(cpu: CpuSpec | LocalCpu, ceilings: MeasuredCeilings | None = None) -> GpuSpec:
     """A CPU in the roofline's terms (kind ``cpu``): its FP32 vector peak, its bf16 matrix peak where the
     catalog gives one (AMX), its memory bandwidth where known. A ``LocalCpu`` carries an estimated peak
     (and, where its flags show AMX, an estimated bf16 one: ``catalog.estimated_bf16_peak``, the peak MFU uses)
-    and no bandwidth: its operators are then timed by compute alone (see ``predict_step``)."""
+    and no bandwidth: its operators are then timed by compute alone (see ``predict_step``).
+
+    ``ceilings``: this machine's probed ceilings (``dlgpu probe``), for this machine's CPU only: a ``ProbedCpu``
+    whose memory bandwidth is the probed one (where the probe measured one), applied by ``PROBED_MEMORY_RULE``."""
     if isinstance(cpu, LocalCpu):
         amx = estimated_bf16_peak(cpu)
-        return GpuSpec(id="local", name=cpu.model_name, vendor="cpu", kind="cpu", arch=cpu.simd,
-                       compute_capability=None, release_year=None, memory_bytes=None,
-                       memory_bandwidth_bytes_per_s=None, fp32_flops_per_s=cpu.fp32_flops_per_s,
-                       tf32_flops_per_s=None, fp16_flops_per_s=None, fp16_fp32acc_flops_per_s=None,
-                       bf16_flops_per_s=None if amx is None else amx[0], int8_ops_per_s=None, sm_count=cpu.cores,
-                       boost_clock_hz=cpu.clock_hz,
-                       l2_cache_bytes=None, tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
-                       launch_price_usd=None, source=cpu.basis)
-    return GpuSpec(id=cpu.id, name=cpu.name, vendor="cpu", kind="cpu", arch=cpu.arch, compute_capability=None,
-                   release_year=cpu.release_year, memory_bytes=None,
-                   memory_bandwidth_bytes_per_s=cpu.memory_bandwidth_bytes_per_s,
-                   fp32_flops_per_s=cpu.fp32_flops_per_s, tf32_flops_per_s=None, fp16_flops_per_s=None,
-                   fp16_fp32acc_flops_per_s=None, bf16_flops_per_s=cpu.bf16_flops_per_s, int8_ops_per_s=None,
-                   sm_count=cpu.cores, boost_clock_hz=cpu.all_core_turbo_hz or cpu.base_clock_hz, l2_cache_bytes=None,
-                   tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
-                   launch_price_usd=cpu.launch_price_usd, source=cpu.source)
+        dev = GpuSpec(id="local", name=cpu.model_name, vendor="cpu", kind="cpu", arch=cpu.simd,
+                      compute_capability=None, release_year=None, memory_bytes=None,
+                      memory_bandwidth_bytes_per_s=None, fp32_flops_per_s=cpu.fp32_flops_per_s,
+                      tf32_flops_per_s=None, fp16_flops_per_s=None, fp16_fp32acc_flops_per_s=None,
+                      bf16_flops_per_s=None if amx is None else amx[0], int8_ops_per_s=None, sm_count=cpu.cores,
+                      boost_clock_hz=cpu.clock_hz,
+                      l2_cache_bytes=None, tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
+                      launch_price_usd=None, source=cpu.basis)
+    else:
+        dev = GpuSpec(id=cpu.id, name=cpu.name, vendor="cpu", kind="cpu", arch=cpu.arch, compute_capability=None,
+                      release_year=cpu.release_year, memory_bytes=None,
+                      memory_bandwidth_bytes_per_s=cpu.memory_bandwidth_bytes_per_s,
+                      fp32_flops_per_s=cpu.fp32_flops_per_s, tf32_flops_per_s=None, fp16_flops_per_s=None,
+                      fp16_fp32acc_flops_per_s=None, bf16_flops_per_s=cpu.bf16_flops_per_s, int8_ops_per_s=None,
+                      sm_count=cpu.cores, boost_clock_hz=cpu.all_core_turbo_hz or cpu.base_clock_hz,
+                      l2_cache_bytes=None, tdp_w=None, interconnect=None, interconnect_bytes_per_s=None,
+                      launch_price_usd=cpu.launch_price_usd, source=cpu.source)
+    if ceilings is None or not ceilings.memory_bandwidth_bytes_per_s:
+        return dev
+    fields = {k: getattr(dev, k) for k in GpuSpec.__dataclass_fields__}
+    fields["memory_bandwidth_bytes_per_s"] = ceilings.memory_bandwidth_bytes_per_s
+    return ProbedCpu(**fields, measured=ceilings)
 
 
 def architecture(gpu: GpuSpec) -> str:
@@ -294,12 +330,16 @@ def predict_step(profile: OpProfile, gpu: GpuSpec, precision: str, cal: Calibrat
     compute = memory = tensor_flops = 0.0
     per_op: list[float] = []
     units: list[str] = []
+    probed = isinstance(gpu, ProbedCpu)
     for op in profile.ops:
         unit, peak = unit_peak(op, gpu, precision)
         u = gemm_utilization(op.gemm, unit, gpu.sm_count if gpu.kind != "cpu" else None)
         e = cal.efficiency(unit, op_group(op), gen, op.phase, u)
         t_c = op.flops * cal.seconds_per_flop(unit, peak, gpu.tdp_w) / e if peak else 0.0
-        t_m = op.bytes / (bw * cal.memory_efficiency(gen, op.kind, fits_l2(op, gpu))) if bw else 0.0
+        if probed:  # PROBED_MEMORY_RULE
+            t_m = op.bytes / bw if bw and op.kind in PROBED_MEMORY_KINDS else 0.0
+        else:
+            t_m = op.bytes / (bw * cal.memory_efficiency(gen, op.kind, fits_l2(op, gpu))) if bw else 0.0
         if t_c >= t_m:
             compute += t_c * op.count
         else:

@@ -8,24 +8,40 @@ from typing import Any
 
 from dlgpu.catalog import Catalog, CpuSpec, GpuSpec, describe_local_cpu, this_cpu
 from dlgpu.errors import BadInput
+from dlgpu.results.probe import MeasuredCeilings
 
-from .roofline import cpu_as_device
+from .roofline import PROBED_MEMORY_RULE, ProbedCpu, cpu_as_device
 
 LOCAL_IDS = ("local", "this", "cpu")
 
 
-def prediction_device(hardware: str, catalog: Catalog) -> tuple[GpuSpec, int | None, str]:
+def ceilings_basis(dev: GpuSpec, ceilings: MeasuredCeilings | None) -> str:
+    """What a prediction for this machine's CPU took from its probe, in words (or that there was none)."""
+    if isinstance(dev, ProbedCpu) and dev.measured is not None:
+        return (f"{dev.measured.bandwidth_basis}; {PROBED_MEMORY_RULE}; {dev.measured.gemm_basis}, reported, not "
+                "used as peaks")
+    if ceilings is not None:  # a probe without a bandwidth figure (interrupted before it)
+        return f"{ceilings.bandwidth_basis}; {ceilings.gemm_basis}"
+    if dev.memory_bandwidth_bytes_per_s:
+        return f"memory bandwidth: {dev.memory_bandwidth_bytes_per_s / 1e9:.1f} GB/s from the catalog"
+    return ("memory bandwidth: none (no uncontended `dlgpu probe` of this machine is stored, and no catalog row "
+            "gives one): memory-bound operators are timed by compute alone")
+
+
+def prediction_device(hardware: str, catalog: Catalog,
+                      ceilings: MeasuredCeilings | None = None) -> tuple[GpuSpec, int | None, str]:
     """(device in the roofline's terms, its memory in bytes or None, where its figures come from) for a
-    catalog GPU or CPU id, or ``local`` for this machine's CPU."""
+    catalog GPU or CPU id, or ``local`` for this machine's CPU. ``ceilings``: this machine's probed ceilings
+    (``dlgpu probe``, read from the store by the api), used for ``local`` only (``roofline.cpu_as_device``)."""
     from dlgpu.devices.detect import probe_cpu
 
     if hardware.strip().lower() in LOCAL_IDS:
         _, cpu = this_cpu(catalog)
-        dev = cpu_as_device(cpu)
+        dev = cpu_as_device(cpu, ceilings)
         basis = cpu.source if isinstance(cpu, CpuSpec) else cpu.basis
         if not dev.fp32_flops_per_s:
             raise BadInput(f"{hardware}: this CPU has no FP32 peak to predict from ({basis})", param="hardware")
-        return dev, probe_cpu().memory_bytes, f"this machine's CPU: {basis}"
+        return dev, probe_cpu().memory_bytes, f"this machine's CPU: {basis}; {ceilings_basis(dev, ceilings)}"
     spec = catalog.get(hardware)
     if isinstance(spec, CpuSpec):
         return cpu_as_device(spec), None, f"catalog CPU (source: {spec.source})"
@@ -48,4 +64,7 @@ def roof_peaks(gpu: GpuSpec) -> dict[str, float]:
              ("fp16 tensor (fp32 acc.)", "fp16_fp32acc_flops_per_s"), ("bf16 tensor", "bf16_flops_per_s"))
     if gpu.kind == "cpu":
         names = (("fp32", "fp32_flops_per_s"), ("bf16 matrix", "bf16_flops_per_s"))
-    return {label: float(v) for label, attr in names if (v := getattr(gpu, attr, None))}
+    roofs = {label: float(v) for label, attr in names if (v := getattr(gpu, attr, None))}
+    if isinstance(gpu, ProbedCpu) and gpu.measured is not None:  # the measured ceilings beside the peaks
+        roofs.update({f"{p} GEMM (probed)": v for p, v in gpu.measured.gemm_flops_per_s.items() if v})
+    return roofs

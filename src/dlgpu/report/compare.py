@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dlgpu.catalog import Catalog, CpuSpec, GpuSpec, match_cpu, match_gpu
@@ -20,6 +20,7 @@ from dlgpu.results import ADVISE_SCHEMA, BENCH_SCHEMA, PREDICT_SCHEMA
 
 from .compare_advice import advice_table, advise_panel, time_cost_chart
 from .compare_llm import llm_fields, llm_section
+from .compare_tabular import TabularCurve, tabular_fields, tabular_section
 from .model import (
     Bar,
     BarChart,
@@ -92,6 +93,8 @@ class Entry:
     prompt_len: int | None = None
     energy_source: str | None = None  # the result's label: measured-nvml | measured-rapl | estimated | ...
     peak_mem_kind: str | None = None
+    # tabular results (``report.compare_tabular``): params (rows, features, trees, depth), threads, accuracy
+    tabular: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _over(d: Mapping[str, Any] | None) -> str:
@@ -141,7 +144,8 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             sps_per_w=r.get("samples_per_s_per_w"), mfu=r.get("mfu"), flops=r.get("flops_per_step"),
             bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")), contended=bool(r.get("contended")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
-            overrides=_over(r.get("overrides")), **_rent(catalog, row), **llm_fields(r, r["workload"])))
+            overrides=_over(r.get("overrides")), **_rent(catalog, row), **llm_fields(r, r["workload"]),
+            **tabular_fields(r, r["workload"])))
     return out
 
 
@@ -164,7 +168,7 @@ def predict_entry(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
         price_usd=doc.get("price_usd") or getattr(row, "launch_price_usd", None),
         tdp_w=doc.get("tdp_w") or getattr(row, "tdp_w", None), overrides=_over(doc.get("overrides")),
         memory_source="measured" if hw == "local" else "catalog", **_rent(catalog, row),
-        **llm_fields(doc, doc["workload"]))
+        **llm_fields(doc, doc["workload"]), **tabular_fields(doc, doc["workload"]))
 
 
 def _row(catalog: Catalog, hw: str) -> GpuSpec | CpuSpec | None:
@@ -500,6 +504,8 @@ def batch_chart(entries: Sequence[Entry]) -> LineChart:
     series: dict[tuple[str, str, str, str, str], dict[int, float]] = {}
     labels: dict[str, str] = {}
     for e in entries:
+        if e.tabular is not None:  # a tabular batch is its rows: drawn against rows in the tabular section
+            continue
         series.setdefault((_what(e), e.task, e.precision, e.key, e.source), {})[e.batch] = e.sps
         labels[e.key] = e.label
     built = [Series(f"{w} {t} {p} on {labels[k]} ({s})", s, tuple(sorted((float(b), v) for b, v in pts.items())))
@@ -512,8 +518,10 @@ def batch_chart(entries: Sequence[Entry]) -> LineChart:
 
 
 def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], catalog: Catalog,
-                     workloads: Sequence[str] = ()) -> Comparison:
-    """``runs``: (run row as ``RunRow.to_dict()``, its document) each."""
+                     workloads: Sequence[str] = (),
+                     tabular_curves: Sequence[TabularCurve | Mapping[str, Any]] = ()) -> Comparison:
+    """``runs``: (run row as ``RunRow.to_dict()``, its document) each. ``tabular_curves``: predicted time-against-rows
+    lines and crossovers of tabular workloads (``compare_tabular.TabularCurve``, or its plain-data form)."""
     entries: list[Entry] = []
     refs = []
     advised: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
@@ -538,8 +546,9 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     value, buy_points, rent_points = value_table(entries)
     accuracy, errors = accuracy_table(entries)
     llm_tables, llm_charts = llm_section(entries, per_run)  # none without LLM results
+    tab_tables, tab_charts = tabular_section(entries, tabular_curves)  # none without tabular results
     tables: tuple[Table, ...] = (train, inference_table(entries), infer_time, precision_table(entries),
-                                 power_table(entries), value, accuracy, *llm_tables)
+                                 power_table(entries), value, accuracy, *llm_tables, *tab_tables)
     charts: tuple[Chart, ...] = (
         BarChart("speedup", "Training speedup over the CPU at fp32", "x", True, tuple(speed_bars)),
         BarChart("train_time", "Time to train (the workload's real task)", "s", True, tuple(time_bars)),
@@ -552,6 +561,7 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
                      "samples per $ of cloud rent", "samples/s per W", "samples/usd", "samples/s/W", True, True,
                      tuple(rent_points)),
         *llm_charts,
+        *tab_charts,
     )
     notes = [f"{len(entries)} figures from {len(refs)} runs: "
              f"{sum(e.source == 'measured' for e in entries)} measured, "

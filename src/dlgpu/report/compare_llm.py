@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dlgpu.results.vocab import TABULAR_RUNTIMES
+
 from .model import LLM_SECTION, Bar, BarChart, Cell, Column, Table
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ def llm_fields(r: Mapping[str, Any], workload: str) -> dict[str, Any]:
     runtime = str(r.get("runtime") or settings.get("runtime") or DEFAULT_RUNTIME)
     got = settings.get("weights")
     weights: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
-    if runtime == DEFAULT_RUNTIME and not weights and not is_llm_workload(workload):
+    if runtime in TABULAR_RUNTIMES or (runtime == DEFAULT_RUNTIME and not weights and not is_llm_workload(workload)):
         return {"runtime": runtime}
     return {"runtime": runtime, "llm": True, "weight_format": str(weights.get("format") or r.get("precision")),
             "context_len": _length(r, "context_len"), "prompt_len": _length(r, "prompt_len"),

@@ -27,7 +27,7 @@ UNIT_LABELS: dict[str, str] = {"usd": "$", "samples/s/usd": "samples/s/$", "samp
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
              (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
 _SI_UNITS = {"W": "W", "J": "J", "J/token": "J/token", "flop/s": "FLOP/s"}
-_COUNT_UNITS = {"samples/s": "samples/s", "tokens/s": "tokens/s", "samples/s/W": "samples/s/W",
+_COUNT_UNITS = {"samples/s": "samples/s", "tokens/s": "tokens/s", "rows/s": "rows/s", "samples/s/W": "samples/s/W",
                 "samples/s/usd": "samples/s/$", "samples/usd": "samples/$"}
 
 

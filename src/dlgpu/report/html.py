@@ -13,6 +13,7 @@ from dlgpu.report.model import (
     LLM_SECTION,
     PANEL_LABELS,
     SECTION_TITLES,
+    TABULAR_SECTION,
     Cell,
     Chart,
     Column,
@@ -51,7 +52,8 @@ section[data-section] h3{font-size:1.1em;margin:1.4em 0 .3em}
 figure{margin:1.2em 0;padding:8px;border:1px solid var(--line);border-radius:4px}
 svg.chart{display:block;width:100%;height:auto;max-width:960px}
 svg.chart text{fill:#222;font-family:inherit}svg.chart .tick,svg.chart .axis-title{fill:#555}
-svg.chart .value,svg.chart .point-label{font-size:11px}svg.chart .roof-label{font-size:11px;fill:#333}
+svg.chart .value,svg.chart .point-label{font-size:11px}
+svg.chart .roof-label,svg.chart .crossover-label{font-size:11px;fill:#333}
 .chart-empty{padding:1em;background:var(--zebra);color:var(--muted);font-style:italic}
 .panel{border:1px solid var(--line);border-left:6px solid #0072B2;border-radius:4px;padding:8px 14px;margin:.8em 0}
 .panel h3{margin:.2em 0}.panel dt{font-weight:600}.panel dd{margin:0 0 .4em 1em}
@@ -199,6 +201,11 @@ SECTION_INTROS: dict[str, str] = {
                   "time to first token (TTFT, prefill), tokens/s per sequence and in total, and energy per token, "
                   "each derived from the stored step times and telemetry as the table's caption says; then the "
                   "decode tokens/s of each weight format."),
+    TABULAR_SECTION: ("Gradient-boosted trees and classical ML (XGBoost, LightGBM, scikit-learn; cuML on a GPU), a "
+                      "sample being a row: the time of one fit or predict per workload, library, device and shape, "
+                      "then that time against rows, one line per device and library (log-log), with where a CPU and a "
+                      "GPU line cross marked: computed where both were measured at the same rows, predicted where a "
+                      "model's line is drawn."),
 }
 
 

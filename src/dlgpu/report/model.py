@@ -20,16 +20,18 @@ from dlgpu.results import COMPARE_SCHEMA
 Source = Literal["measured", "estimated", "predicted", "catalog", "computed"]
 SOURCES: tuple[str, ...] = ("measured", "estimated", "predicted", "catalog", "computed")
 Unit = Literal["", "text", "s", "bytes", "samples/s", "x", "%", "W", "J", "kWh", "usd", "samples/s/W",
-               "samples/s/usd", "samples/usd", "flop/s", "ratio", "tokens/s", "J/token"]
+               "samples/s/usd", "samples/usd", "flop/s", "ratio", "tokens/s", "J/token", "rows", "rows/s"]
 
 LLM_SECTION = "llm"
 """``section`` of the LLM tables and chart (``report.compare_llm``): the HTML and Markdown draw them together under
 ``SECTION_TITLES[LLM_SECTION]``; a table or chart with no section sits in the usual flow."""
-SECTION_TITLES: dict[str, str] = {LLM_SECTION: "LLM inference"}
+TABULAR_SECTION = "tabular"
+"""``section`` of the tabular tables and charts (``report.compare_tabular``: trees and classical ML)."""
+SECTION_TITLES: dict[str, str] = {LLM_SECTION: "LLM inference", TABULAR_SECTION: "Tabular: trees and classical ML"}
 
 
 def section_of(item: object) -> str:
-    """The section a table or chart belongs to ('' for the usual flow; only tables and bar charts have one)."""
+    """The section a table or chart belongs to ('' for the usual flow; roofline and scatter charts have none)."""
     return str(getattr(item, "section", "") or "")
 
 
@@ -72,7 +74,7 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
-    section: str = ""  # "" or LLM_SECTION
+    section: str = ""  # "" or a section key: LLM_SECTION, TABULAR_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "caption": self.caption,
@@ -162,8 +164,22 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Crossover:
+    """A marked x on a line chart, drawn as a vertical line with its label: where two series cross, say the rows above
+    which a GPU fits faster than the CPU. ``source``: ``predicted`` (a model's crossover, handed in by the prediction
+    half) or ``computed`` (where two measured lines cross)."""
+
+    x: float
+    label: str
+    source: str = "predicted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "label": self.label, "source": self.source}
+
+
+@dataclass(frozen=True)
 class LineChart:
-    id: str  # "batch_throughput"
+    id: str  # "batch_throughput", "tabular_train_time"
     title: str
     x_title: str
     y_title: str
@@ -171,12 +187,16 @@ class LineChart:
     y_unit: str
     log_x: bool
     log_y: bool
-    series: tuple[Series, ...]
+    series: tuple[Series, ...]  # a predicted line is a series with source "predicted" (drawn dashed)
+    crossovers: tuple[Crossover, ...] = ()
+    section: str = ""  # "" or TABULAR_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "lines", "id": self.id, "title": self.title, "x_title": self.x_title, "y_title": self.y_title,
                 "x_unit": self.x_unit, "y_unit": self.y_unit, "log_x": self.log_x, "log_y": self.log_y,
-                "series": [s.to_dict() for s in self.series]}
+                "series": [s.to_dict() for s in self.series],
+                **({"crossovers": [c.to_dict() for c in self.crossovers]} if self.crossovers else {}),
+                **({"section": self.section} if self.section else {})}
 
 
 @dataclass(frozen=True)

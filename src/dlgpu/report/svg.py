@@ -383,16 +383,27 @@ def roofline_chart(chart: RooflineChart) -> str:
 # ---- lines and scatter --------------------------------------------------------------------------------------
 
 def line_chart(chart: LineChart) -> str:
-    """One line per series (colour), dashed unless measured, with a marker (shape by source) at each point."""
+    """One line per series (colour), dashed unless measured, with a marker (shape by source) at each point; each
+    crossover a dotted vertical line with its label."""
     series = [(s, sorted((x, y) for x, y in s.points if _usable(x, y, chart.log_x, chart.log_y)))
               for s in chart.series]
     series = [(s, pts) for s, pts in series if pts]
     if not series:
         return empty_chart(chart.id, "no series has a point that can be drawn")
     all_pts = [p for _, pts in series for p in pts]
-    xs, ys = _xy([x for x, _ in all_pts], [y for _, y in all_pts], chart.log_x, chart.log_y,
-                 zero_y=min(y for _, y in all_pts) >= 0)
+    crossings = [c for c in chart.crossovers if finite(c.x) and (c.x > 0 or not chart.log_x)]
+    xs, ys = _xy([x for x, _ in all_pts] + [c.x for c in crossings], [y for _, y in all_pts], chart.log_x,
+                 chart.log_y, zero_y=min(y for _, y in all_pts) >= 0)
     parts, items = [], []
+    for i, c in enumerate(crossings):
+        x = xs(c.x)
+        line = (f'<line class="mark crossover src-{esc(c.source)}" data-mark="crossover" x1="{_n(x)}" y1="{PLOT_T}" '
+                f'x2="{_n(x)}" y2="{PLOT_T + PLOT_H}" stroke="#333" stroke-width="1.5" stroke-dasharray="2 3">')
+        parts.append(_mark(line, f"{c.label}: {chart.x_title} {format_value(c.x, chart.x_unit)} ({c.source})"))
+        right = x > (PLOT_L + PLOT_R) / 2  # the label on the side with room
+        parts.append(_text(x - 4 if right else x + 4, PLOT_T + 14 + 13 * i, _clip(c.label, 48),
+                           "end" if right else "start", "crossover-label", HALO))
+        items.append(("line", "#333", "2 3", f"{c.label} ({c.source})"))
     for i, (s, pts) in enumerate(series):
         colour, shape = PALETTE[i % len(PALETTE)], SOURCE_SHAPES.get(s.source, "square")
         dash = "" if s.source == "measured" else "6 4"

@@ -16,6 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dlgpu.catalog import CloudInstance, HardwareEntry, HardwareListing
+from dlgpu.report.compare_tabular import bench_notes as tabular_notes
+from dlgpu.report.compare_tabular import headline as tabular_headline
 from dlgpu.report.model import Comparison
 from dlgpu.results import BenchReport, BenchResult
 from dlgpu.units import GIB, format_bytes, format_duration, format_rate
@@ -36,8 +38,9 @@ def _epochs(n: float) -> str:
 
 
 def workload_label(r: BenchResult) -> str:
-    """The workload, with what ran it where that is not PyTorch: 'llama-3.2-1b (llama.cpp)'."""
-    return r.workload if r.runtime == "pytorch" else f"{r.workload} ({r.runtime})"
+    """The workload, with what ran it where that is not PyTorch (nor the workload's own name): 'llama-3.2-1b
+    (llama.cpp)', 'random_forest (scikit-learn)'."""
+    return r.workload if r.runtime in ("pytorch", r.workload) else f"{r.workload} ({r.runtime})"
 
 
 def _step(r: BenchResult) -> str:
@@ -230,6 +233,7 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
                          f"{st.get('trainable_parameters', 0):,} of {st.get('total_parameters', 0):,} parameters "
                          f"train, {st.get('optimizer', '?')}, seq_len {st.get('seq_len', '?')}"
                          + ("" if tokens is None else f", {format_rate(tokens)} tokens/s"))
+    notes += tabular_notes(report.results)
     contended = [r for r in report.results if r.contended]
     if contended:
         notes.append(f"contended ({len(contended)} results): other processes used more than their share of the "
@@ -239,6 +243,8 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
     notes += energy_notes(report)
     for line in headlines(report, specs):
         console.print(f"• {line}")
+    for line in filter(None, (tabular_headline(r) for r in report.results)):
+        console.print(f"• {escape(line)}")
     for n in notes:
         console.print(f"[dim]{n}[/]")
     if report.interrupted:

@@ -46,6 +46,12 @@ def print_stored_run(console: Console, row: RunRow, doc: dict[str, Any]) -> None
     if row.kind == "advise":
         print_advice(console, advice_from_dict(doc))
         return
+    if row.kind == "probe":
+        from dlgpu.report.terminal_probe import print_probe
+        from dlgpu.results.probe import probe_from_dict
+
+        print_probe(console, probe_from_dict(doc))
+        return
     report = report_from_dict(doc)
     m = report.machine
     console.print(f"[dim]torch {escape(m.torch)}, CUDA {m.torch_cuda or '-'}, driver {escape(m.gpu_driver or '-')}, "

@@ -20,6 +20,8 @@ COMPARE_SCHEMA = "dlgpu.compare/1"
 REPORT_SCHEMA = "dlgpu.report/1"
 HARDWARE_SCHEMA = "dlgpu.hardware/1"
 HARDWARE_ENTRY_SCHEMA = "dlgpu.hardware.entry/1"
+PROBE_SCHEMA = "dlgpu.probe/1"
+DOCTOR_SCHEMA = "dlgpu.doctor/1"
 
 Task = Literal["train", "infer", "decode"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
@@ -37,6 +39,11 @@ RESULT_PRECISIONS: tuple[str, ...] = (*BENCH_PRECISIONS, *GGUF_PRECISIONS)
 RUNTIMES: tuple[str, ...] = ("pytorch", "llama.cpp")
 """What ``bench --runtime`` takes: what runs the workload (``llamacpp`` is accepted for ``llama.cpp``)."""
 RUNTIME_ALIASES: dict[str, str] = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "torch": "pytorch"}
+TABULAR_RUNTIMES: tuple[str, ...] = ("xgboost", "lightgbm", "scikit-learn", "cuml")
+"""What ran a tabular workload (family ``tabular``: ``measure.tabular``), a bench result's ``runtime``: the library,
+chosen by the workload and the device (never by ``--runtime``)."""
+RESULT_RUNTIMES: tuple[str, ...] = (*RUNTIMES, *TABULAR_RUNTIMES)
+"""Every runtime a bench result can have."""
 TASKS: tuple[str, ...] = ("train", "infer", "decode")
 """decode = one generated token per sequence against a KV cache (decoder-only language models only); its
 samples/s are tokens/s. ``dlgpu bench`` runs train and infer unless decode is asked for."""
@@ -51,5 +58,5 @@ BENCH_TASK_CHOICES: tuple[str, ...] = (*BENCH_TASKS, "both", "all")
 finetune, which is asked for by name)."""
 SOURCES: tuple[str, ...] = ("own", "buy", "rent")
 """Where an advise candidate comes from: this machine's devices, catalog GPUs to buy, cloud instances to rent."""
-RUN_KINDS: tuple[str, ...] = ("bench", "predict", "advise")
-"""The kinds of run the results store keeps."""
+RUN_KINDS: tuple[str, ...] = ("bench", "predict", "advise", "probe")
+"""The kinds of run the results store keeps (``probe``: this machine's measured ceilings, ``dlgpu probe``)."""

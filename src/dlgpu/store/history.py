@@ -87,6 +87,55 @@ def save_advice(advice: Advice, machine: Mapping[str, Any], db: Path | None = No
     return run_id
 
 
+def save_probe(doc: Mapping[str, Any], db: Path | None = None) -> str:
+    """Store a ``dlgpu.probe/1`` document (under the machine it records); returns its run id."""
+    run_id = new_run_id()
+    with Store(db) as store:
+        store.save_probe(run_id, {**doc, "run_id": run_id})
+    return run_id
+
+
+@dataclass(frozen=True)
+class StoredProbe:
+    """The probe ``newest_probe`` found (its document, with ``run_id``), or None and why none."""
+
+    document: dict[str, Any] | None
+    why_none: str = ""
+    contended_left_out: int = 0
+
+
+def newest_probe(db: Path | None, machine: Mapping[str, Any], device: str = "cpu") -> StoredProbe:
+    """This machine's newest stored probe (same fingerprint, as ``local_measurements`` matches bench runs) that
+    measured ``device`` with no figure contended; a full probe is preferred over a ``--quick`` one. A database that
+    does not exist yet is not created: nothing is stored there."""
+    from dlgpu.home import default_db_path
+
+    path = Path(db) if db is not None else default_db_path()
+    if not path.exists():
+        return StoredProbe(None, f"no results database at {path}: run `dlgpu probe`")
+    ignore = ("gpu_driver", "hostname")
+    want = {k: v for k, v in fingerprint(machine).items() if k not in ignore}
+    found: list[dict[str, Any]] = []
+    contended = 0
+    with Store(path) as store:
+        for row in store.runs(kind="probe"):  # newest first
+            doc = store.get(row.id).document
+            fp = {k: v for k, v in fingerprint(doc.get("machine") or {}).items() if k not in ignore}
+            if fp != want or device not in (doc.get("devices") or []):
+                continue
+            if doc.get("contended"):
+                contended += 1
+                continue
+            found.append(doc)
+    if not found:
+        why = (f"{contended} probe(s) of this machine were measured under contention and are not used: run "
+               "`dlgpu probe` again on a quiet machine" if contended else
+               f"no `dlgpu probe` of this machine's {device} is stored in {path}")
+        return StoredProbe(None, why, contended)
+    full = [d for d in found if not d.get("quick")]
+    return StoredProbe((full or found)[0], "", contended)
+
+
 def export_runs(refs: Sequence[str], db: Path | None = None) -> dict[str, Any]:
     """``dlgpu.export/1``: the runs' documents, whole (raw samples included), with their ids and status."""
     with Store(db) as store:
@@ -105,8 +154,8 @@ def export_runs(refs: Sequence[str], db: Path | None = None) -> dict[str, Any]:
 def import_files(paths: Sequence[Path], db: Path | None = None) -> dict[str, Any]:
     """Validate every run of every file first; then write them all in one transaction (or nothing)."""
     if not paths:
-        raise BadInput("give at least one file (a `dlgpu export` bundle or a bench/predict/advise --json document)",
-                       param="files")
+        raise BadInput("give at least one file (a `dlgpu export` bundle or a bench/predict/advise/probe --json "
+                       "document)", param="files")
     staged: list[tuple[str, str, str, dict[str, Any], str]] = []
     for path in paths:
         for exported, parsed in read_import_file(path):

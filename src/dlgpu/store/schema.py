@@ -1,6 +1,6 @@
 """Validation of the documents dlgpu exchanges (``dlgpu.bench/1``, ``dlgpu.predict/1``, ``dlgpu.advise/1``,
-``dlgpu.export/1``), for ``dlgpu import``: a file from elsewhere is data, never code. Everything is checked
-before anything is written: types, ranges, lengths, finite numbers, known fields only (an unknown field is an
+``dlgpu.probe/1``, ``dlgpu.export/1``), for ``dlgpu import``: a file from elsewhere is data, never code. Everything
+is checked before anything is written: types, ranges, lengths, finite numbers, known fields only (an unknown field is an
 error, so that a typo or a tampered file does not pass as a valid run), and the figures a document states
 against the ones they derive from (a median that is not the median of its samples is rejected; an advised
 time that is not the job's samples over the candidate's throughput, too).
@@ -31,6 +31,7 @@ from dlgpu.results import (
     RUNTIMES,
     TASKS,
 )
+from dlgpu.results.vocab import PROBE_SCHEMA, RESULT_RUNTIMES
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_DEPTH = 32
@@ -47,12 +48,15 @@ Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4"]  # int8/int4
 BenchPrecision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4", "f16", "q8_0", "q4_0"]
 """A bench result's precision: ``Precision``, or a GGUF weight type (``--runtime llama.cpp``)."""
 Runtime = Literal["pytorch", "llama.cpp"]
+ResultRuntime = Literal["pytorch", "llama.cpp", "xgboost", "lightgbm", "scikit-learn", "cuml"]
+"""What ran a bench result: ``Runtime``, or the library of a tabular workload (``vocab.TABULAR_RUNTIMES``)."""
 Task = Literal["train", "infer", "decode"]
 BenchTask = Literal["train", "infer", "decode", "finetune"]
 """A bench run's task: ``Task``, or ``finetune`` (``dlgpu bench --task finetune``)."""
 assert set(BENCH_PRECISIONS) == {"fp32", "tf32", "bf16", "fp16", "int8", "int4"} and set(TASKS) == {
     "train", "infer", "decode"} and set(BENCH_TASKS) == {"train", "infer", "decode", "finetune"}
 assert set(GGUF_PRECISIONS) == {"f16", "q8_0", "q4_0"} and set(RUNTIMES) == {"pytorch", "llama.cpp"}
+assert set(RESULT_RUNTIMES) == {"pytorch", "llama.cpp", "xgboost", "lightgbm", "scikit-learn", "cuml"}
 
 
 class _Strict(BaseModel):
@@ -145,7 +149,7 @@ class Result(_Strict):
     task: BenchTask
     device: Name
     precision: BenchPrecision
-    runtime: Runtime = "pytorch"
+    runtime: ResultRuntime = "pytorch"
     batch_size: Batch | None
     requested_batch_size: Batch | None = None
     overrides: dict[Name, Any]
@@ -423,12 +427,99 @@ class AdviseDoc(_Strict):
         return self
 
 
-Document = BenchDoc | PredictDoc | AdviseDoc
+class ProbeFigureModel(_Strict):
+    """One ``dlgpu probe`` figure (``results.probe.ProbeFigure``): its value and fraction of peak must be those its
+    samples and work give."""
+
+    device: Name
+    what: Literal["gemm", "copy", "triad", "h2d", "d2h", "dispatch", "launch"]
+    precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] | None
+    size: Count | None
+    pinned: bool | None
+    work_per_step: Pos
+    reps_per_step: Batch
+    unit: Literal["FLOP/s", "B/s", "s"]
+    value: Pos
+    low: Pos
+    high: Pos
+    step_time_s: StepTime
+    warmup_steps: Count = 0
+    stop_reason: Literal["ci", "budget", "max_steps"] | None = None
+    contended: bool | None = None
+    contention: dict[str, Any] | None = None
+    peak: Pos | None = None
+    peak_basis: Str = ""
+    peak_short: Str = ""
+    fraction_of_peak: NonNeg | None = None
+    settings: dict[Name, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProbeFigureModel:
+        from dlgpu.results.probe import RATE_UNITS
+
+        if self.unit != RATE_UNITS[self.what]:
+            raise ValueError(f"a {self.what} figure is in {RATE_UNITS[self.what]}, not {self.unit}")
+        med = self.step_time_s.median
+        want = self.work_per_step / med if self.unit != "s" else med / self.work_per_step
+        if not _close(want, self.value):
+            raise ValueError(f"value {self.value:g} is not what its samples give ({want:g})")
+        frac = self.value / self.peak if self.peak and self.unit != "s" else None
+        if (frac is None) != (self.fraction_of_peak is None) or (
+                frac is not None and self.fraction_of_peak is not None and not _close(frac, self.fraction_of_peak)):
+            raise ValueError(f"fraction_of_peak {self.fraction_of_peak} is not value / peak ({frac})")
+        return self
+
+
+class ProbeSkipped(_Strict):
+    device: Name
+    what: Literal["gemm", "copy", "triad", "h2d", "d2h", "dispatch", "launch"]
+    precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] | None
+    reason: Str
+
+
+class ProbeDoc(_Strict):
+    """``dlgpu.probe/1``: this machine's measured ceilings per device, each with its raw samples and its peak."""
+
+    schema_: Literal["dlgpu.probe/1"] = Field(alias="schema")
+    run_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    created_at: Annotated[str, Field(max_length=40)]
+    dlgpu: Str
+    interrupted: bool = False
+    quick: bool
+    contended: bool
+    machine: Machine
+    devices: list[Name] = Field(max_length=1000)
+    figures: list[ProbeFigureModel] = Field(max_length=100_000)
+    ceilings: dict[Name, dict[Name, dict[str, Any]]] = Field(default_factory=dict)
+    skipped: list[ProbeSkipped] = Field(default_factory=list, max_length=100_000)
+    absent: dict[Name, Str] = Field(default_factory=dict)
+    notes: list[Str] = Field(default_factory=list, max_length=MAX_LINES)
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso(cls, v: str) -> str:
+        return _check_iso(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProbeDoc:
+        present = {d.id for d in self.machine.devices}
+        for dev in self.devices:
+            if dev not in present:
+                raise ValueError(f"devices: {dev!r} is not a device of the machine")
+        for i, f in enumerate(self.figures):
+            if f.device not in self.devices:
+                raise ValueError(f"figures.{i}: device {f.device!r} is not among the probed devices")
+        if self.contended != any(f.contended for f in self.figures):
+            raise ValueError("contended does not match the figures' contended flags")
+        return self
+
+
+Document = BenchDoc | PredictDoc | AdviseDoc | ProbeDoc
 
 
 class ExportedRun(_Strict):
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    kind: Literal["bench", "predict", "advise"]
+    kind: Literal["bench", "predict", "advise", "probe"]
     status: Literal["running", "complete", "interrupted", "incomplete"]
     origin: Annotated[str, Field(max_length=200)]
     created_at: Annotated[str, Field(max_length=40)]
@@ -494,12 +585,13 @@ def parse_json_text(text: str | bytes, where: str) -> Any:
     return doc
 
 
-MODELS: dict[str, type[Document]] = {BENCH_SCHEMA: BenchDoc, PREDICT_SCHEMA: PredictDoc, ADVISE_SCHEMA: AdviseDoc}
-KINDS: dict[type[Document], str] = {BenchDoc: "bench", PredictDoc: "predict", AdviseDoc: "advise"}
+MODELS: dict[str, type[Document]] = {BENCH_SCHEMA: BenchDoc, PREDICT_SCHEMA: PredictDoc, ADVISE_SCHEMA: AdviseDoc,
+                                     PROBE_SCHEMA: ProbeDoc}
+KINDS: dict[type[Document], str] = {BenchDoc: "bench", PredictDoc: "predict", AdviseDoc: "advise", ProbeDoc: "probe"}
 
 
 def kind_of(doc: Document) -> str:
-    """The store's kind of run for a validated document: bench | predict | advise."""
+    """The store's kind of run for a validated document: bench | predict | advise | probe."""
     return KINDS[type(doc)]
 
 
@@ -511,7 +603,7 @@ def validate_document(doc: Any, where: str) -> Document:
     model = MODELS.get(schema) if isinstance(schema, str) else None
     if model is None:
         raise BadInput(f"{where}: schema is {str(schema)[:80]!r}; dlgpu imports {BENCH_SCHEMA}, {PREDICT_SCHEMA}, "
-                       f"{ADVISE_SCHEMA} and {EXPORT_SCHEMA} documents")
+                       f"{ADVISE_SCHEMA}, {PROBE_SCHEMA} and {EXPORT_SCHEMA} documents")
     try:
         return model.model_validate(doc)
     except ValidationError as exc:

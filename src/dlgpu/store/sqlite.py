@@ -1,4 +1,4 @@
-"""The results store: every ``bench`` and ``predict`` run in one SQLite database.
+"""The results store: every ``bench``, ``predict``, ``advise`` and ``probe`` run in one SQLite database.
 
 - Where: ``--db PATH``, else ``$DLGPU_DB``, else ``$DLGPU_HOME/results.sqlite``, else the user data dir
   (``platformdirs``: ``~/.local/share/dlgpu/results.sqlite`` on Linux).
@@ -402,6 +402,25 @@ class Store:
                    (run_id, doc["workload"], doc["task"], doc["hardware"], doc.get("hardware_name") or doc["hardware"],
                     doc["precision"], doc["batch_size"], doc["samples_per_s"]))
 
+    def save_probe(self, run_id: str, doc: Mapping[str, Any], origin: str = "local") -> None:
+        """A probe run (``dlgpu probe``): its document whole, under the machine its document records, indexed by
+        the devices it probed."""
+        with self._write() as db:
+            self._insert_probe(db, run_id, doc, origin)
+
+    def _insert_probe(self, db: sqlite3.Connection, run_id: str, doc: Mapping[str, Any], origin: str) -> None:
+        created = doc.get("created_at") or utc_now()
+        status = "interrupted" if doc.get("interrupted") else "complete"
+        db.execute("INSERT INTO runs (id, kind, schema, created_at, finished_at, status, origin, machine_id, "
+                   "summary, doc) VALUES (?, 'probe', ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, doc["schema"], created, created, status, origin, self._machine_id(db, doc.get("machine")),
+                    probe_summary(doc), canonical(doc)))
+        names = {d["id"]: d.get("name", d["id"]) for d in (doc.get("machine") or {}).get("devices", [])}
+        db.executemany(
+            "INSERT INTO results (run_id, seq, workload, task, device, device_name, precision, batch_size, status, "
+            "samples_per_s, doc) VALUES (?, ?, 'probe', 'probe', ?, ?, '-', NULL, 'ok', NULL, NULL)",
+            [(run_id, i, dev, names.get(dev, dev)) for i, dev in enumerate(doc.get("devices") or [])])
+
     def import_runs(self, runs: Sequence[tuple[str, str, str, dict[str, Any], str]]) -> list[str]:
         """(id, kind, status, document, origin) each; all in one transaction. Returns the ids newly added (a
         run already present, by id, is left as it is)."""
@@ -420,6 +439,8 @@ class Store:
                     self._insert_results(db, run_id, doc)
                 elif kind == "advise":
                     self._insert_advise(db, run_id, doc, status, origin, None)
+                elif kind == "probe":
+                    self._insert_probe(db, run_id, doc, origin)
                 else:  # the machine a prediction was made on is not in its document: none is recorded
                     self._insert_predict(db, run_id, doc, status, origin, None)
                 added.append(run_id)
@@ -526,6 +547,21 @@ def predict_summary(doc: Mapping[str, Any]) -> str:
     sps = doc["samples_per_s"]
     return (f"{doc['workload']} {doc['task']} {doc['precision']} b{doc['batch_size']} on {doc['hardware']}: "
             f"{f'{sps:,.0f}' if sps >= 100 else f'{sps:.3g}'} samples/s predicted")
+
+
+def probe_summary(doc: Mapping[str, Any]) -> str:
+    """``cpu: fp32 GEMM 351 GFLOP/s, bf16 GEMM 1.97 TFLOP/s, triad 28.4 GB/s`` (each device's ceilings)."""
+    parts = []
+    for dev, ceilings in (doc.get("ceilings") or {}).items():
+        shown = []
+        for key in ("gemm:fp32", "gemm:tf32", "gemm:bf16", "gemm:fp16", "gemm:int8", "triad"):
+            c = ceilings.get(key)
+            if c and c.get("value"):
+                unit = "B/s" if key == "triad" else ("OP/s" if key == "gemm:int8" else "FLOP/s")
+                shown.append(f"{key.removeprefix('gemm:')} {c['value'] / 1e9:,.4g} G{unit}")
+        parts.append(f"{dev}: {', '.join(shown) or 'no figures'}")
+    flag = " (contended)" if doc.get("contended") else ""
+    return ("; ".join(parts) or "nothing probed") + flag
 
 
 def advise_summary(doc: Mapping[str, Any]) -> str:

@@ -69,7 +69,7 @@ def register_workload(**kwargs: Any) -> Callable[[Factory], Factory]:
 
 def _load_builtin() -> None:
     # Importing the family modules registers their workloads.
-    from . import detection, generative, language, llm, rnn, vision  # noqa: F401
+    from . import detection, generative, language, llm, rnn, tabular, vision  # noqa: F401
 
 
 def list_workloads(pattern: str = "*", include_tiny: bool = True) -> list[WorkloadSpec]:

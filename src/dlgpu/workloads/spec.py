@@ -25,6 +25,8 @@ class Param:
     help: str
     choices: tuple[ParamValue, ...] | None = None
     minimum: float | None = 1
+    maximum: float | None = None
+    """The largest value taken (None: no bound); bad input above it, the message giving ``help`` as the reason."""
 
     @property
     def type_name(self) -> str:
@@ -53,6 +55,14 @@ class Param:
             and value < self.minimum
         ):
             raise BadInput(f"{self.name}={text}: must be at least {self.minimum:g}", param="overrides")
+        if (
+            self.maximum is not None
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value > self.maximum
+        ):
+            raise BadInput(f"{self.name}={text}: must be at most {self.maximum:g} for {workload} ({self.help})",
+                           param="overrides")
         return value
 
 
@@ -84,7 +94,7 @@ Factory = Callable[[Mapping[str, Any]], "WorkloadInstance"]
 @dataclass(frozen=True)
 class WorkloadSpec:
     name: str
-    family: str  # vision | detection | language | rnn | generative | custom
+    family: str  # vision | detection | language | rnn | generative | llm | tabular | custom
     description: str
     factory: Factory
     batch_size: int

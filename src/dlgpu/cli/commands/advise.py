@@ -38,6 +38,7 @@ def add_parser(sub: Subparsers) -> None:
     _job_flags(p)
     _llm_flags(p)
     _finetune_flags(p)
+    _tabular_flags(p)
     _constraint_flags(p)
     cand = p.add_argument_group("candidates (default: all three sources)")
     cand.add_argument("--own", action="store_true", help="the devices of this machine")
@@ -132,6 +133,37 @@ def _advise_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tabular_flags(p: argparse.ArgumentParser) -> None:
+    tab = p.add_argument_group("a tabular job (xgboost, lightgbm, catboost, h2o: --set rows=N features=N trees=N "
+                               "depth=N)")
+    tab.add_argument("--gpu-overhead", metavar="TIME",
+                     help="the time it takes to get the job onto a GPU not in hand: start the instance, move the data "
+                          "(default 1m, an assumption); a GPU pays when it saves more")
+
+
+def _advise_tabular(args: argparse.Namespace) -> int:
+    from dlgpu.report.terminal_tabular import print_tabular_advice
+
+    if args.task != "train":
+        raise BadInput(f"{args.task}: a tabular estimator is advised for training (--task train)", param="task")
+    if args.top <= 0:
+        raise BadInput(f"{args.top}: must be a positive integer", param="top")
+    overhead = None
+    if args.gpu_overhead is not None:
+        try:
+            overhead = parse_duration(args.gpu_overhead)
+        except ValueError as exc:
+            raise BadInput(f"--gpu-overhead {exc}") from None
+    doc = api.advise_tabular(args.workload, api.parse_overrides(args.overrides), deadline_s=_deadline_s(args.deadline),
+                             gpu_overhead_s=overhead,
+                             sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
+                             hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog, db=args.db)
+    print_tabular_advice(console(stderr=args.json), doc, args.top)
+    if args.json:
+        emit_json(doc)
+    return 0
+
+
 def _constraint_flags(p: argparse.ArgumentParser) -> None:
     con = p.add_argument_group("constraints and prices")
     con.add_argument("--deadline", metavar="TIME",
@@ -199,7 +231,10 @@ def _limits(args: argparse.Namespace) -> api.Limits:
 
 def run(args: argparse.Namespace) -> int:
     from dlgpu.report.terminal_advise import print_advice
+    from dlgpu.tabular.jobs import is_tabular
 
+    if is_tabular(args.workload) and not wants_own_model(args):
+        return _advise_tabular(args)
     if args.task in ("serve", "generate"):
         return _advise_llm(args)
     if args.task == "finetune":

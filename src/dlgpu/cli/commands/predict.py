@@ -36,7 +36,8 @@ def add_parser(sub: Subparsers) -> None:
     add_batch_size(p)
     add_overrides(p)
     add_catalog(p)
-    add_db(p, help="the results database to save the prediction in")
+    add_db(p, help="the results database to save the prediction in, and to read this machine's `dlgpu probe` "
+                   "ceilings from (-H local)")
     p.add_argument("--no-save", action="store_true", help="do not save the prediction in the results database")
     add_json(p, PREDICT_SCHEMA)
     p.set_defaults(run=run)
@@ -60,7 +61,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     try:
         doc = api.predict_finetune(args.workload, args.hardware, args.method, api.parse_overrides(args.overrides),
-                                   args.batch_size, args.catalog)
+                                   args.batch_size, args.catalog, args.db)
     except BadInput as exc:
         raise one_line(exc) from None
     if args.json:
@@ -70,10 +71,31 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tabular(args: argparse.Namespace) -> int:
+    """A tabular estimator (``xgboost``, ``lightgbm``, ...): its training time (``tabular.predict``)."""
+    from dlgpu.report.terminal_tabular import print_tabular_prediction
+
+    if args.task != "train":
+        raise BadInput(f"{args.task}: a tabular estimator's prediction is for training (--task train)", param="task")
+    if args.precision != "fp32" or args.method is not None or args.batch_size is not None:
+        raise BadInput(f"{args.workload}: a tabular job is set by --set rows=N features=N trees=N depth=N (no "
+                       "--precision, --method or --batch-size)", param="overrides")
+    doc = api.predict_tabular(args.workload, args.hardware, api.parse_overrides(args.overrides), args.catalog,
+                              args.db)
+    if args.json:
+        emit_json(doc)
+    else:
+        print_tabular_prediction(console(), doc)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from dlgpu.llm.predict import is_llm_request
     from dlgpu.report.terminal_predict import print_llm_prediction, print_prediction
+    from dlgpu.tabular.jobs import is_tabular
 
+    if is_tabular(args.workload):
+        return _tabular(args)
     if args.task == "finetune":
         return _finetune(args)
     if args.method is not None:
@@ -89,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     pred = api.predict(args.workload, args.hardware, args.precision, args.task, args.batch_size,
-                       api.parse_overrides(args.overrides), args.catalog)
+                       api.parse_overrides(args.overrides), args.catalog, args.db)
     if not args.no_save:
         pred = api.save_prediction(pred, args.db)
     if args.json:
