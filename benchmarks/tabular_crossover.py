@@ -18,11 +18,12 @@ Beside each time:
 Sizes whose time, extrapolated from the smaller ones, would overrun ``--budget`` seconds are skipped and listed.
 ``--save FILE`` writes the measurements as ``dlgpu.tabular-measured/1`` (``tabular/data/measured/``: the calibration
 ``dlgpu predict/advise`` use on this CPU with this many threads when no stored ``dlgpu bench`` result exists).
-Run it alone: other processes on a 2-core machine distort timings. Bad input (rows <= 0, a depth out of range, an
-estimator that does not exist): one line, exit 2.
+Run it alone: other processes on a 2-core machine distort timings (a fit during which they took more than 10% of the
+CPUs, ``dlgpu.measure.contention``, is done again after a pause, and the rows say so). Bad input (rows <= 0, a depth
+out of range, an estimator that does not exist): one line, exit 2.
 
 Usage: python benchmarks/tabular_crossover.py [--quick] [--libraries xgboost lightgbm] [--rows 10K 100K 1M]
-       [--budget 540] [--json] [--save FILE]
+       [--budget 540] [--json] [--save FILE] [--from FILE]
 """
 
 from __future__ import annotations
@@ -47,13 +48,32 @@ def bad(message: str) -> int:
     return 2
 
 
-def fit_seconds(model: Any, x: Any, y: Any, repeats: int, enough_s: float = 10.0) -> list[float]:
+def fit_seconds(model: Any, x: Any, y: Any, repeats: int, enough_s: float = 10.0,
+                retries: int = 3) -> tuple[list[float], list[float], int]:
+    """(seconds of each kept fit, others' share of the CPUs during each, fits thrown away as contended). A fit
+    during which other processes took more than ``CONTENDED_SHARE`` of the CPUs (``measure.contention``) is done
+    again after a pause, up to ``retries`` times per kept fit; the last try is kept either way, with its share."""
+    from dlgpu.measure.contention import ContentionProbe
+
     times: list[float] = []
+    shares: list[float] = []
+    dropped = 0
     while len(times) < repeats and sum(times) < enough_s:
-        t0 = time.perf_counter()
-        model.fit(x, y)
-        times.append(time.perf_counter() - t0)
-    return times
+        for attempt in range(retries + 1):
+            probe = ContentionProbe()
+            probe.start()
+            t0 = time.perf_counter()
+            model.fit(x, y)
+            took = time.perf_counter() - t0
+            seen = probe.stop()
+            if not seen.contended or attempt == retries:
+                break
+            dropped += 1
+            print(f"  contended ({seen.basis.split(',')[0]}): again in 10 s", file=sys.stderr)
+            time.sleep(10)
+        times.append(took)
+        shares.append(seen.others_share)
+    return times, shares, dropped
 
 
 def main() -> int:
@@ -68,7 +88,24 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=540.0, metavar="S", help="seconds of fitting at most (540)")
     ap.add_argument("--json", action="store_true", help="print the dlgpu.tabular-measured/1 document")
     ap.add_argument("--save", type=Path, metavar="FILE", help="write the dlgpu.tabular-measured/1 document there")
+    ap.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                    help="measure nothing: the predictions and tables for a saved dlgpu.tabular-measured/1 document")
     args = ap.parse_args()
+    if args.from_file is not None:
+        try:
+            saved = json.loads(args.from_file.read_text())
+        except (OSError, ValueError) as exc:
+            return bad(f"--from {args.from_file}: {exc}")
+        from dlgpu.catalog import CpuSpec, load_catalog
+
+        cid = (saved.get("machine") or {}).get("catalog_id")
+        spec = load_catalog().get(cid) if cid else None
+        saved["predictions"] = predictions(saved, spec if isinstance(spec, CpuSpec) else None)
+        if args.json:
+            print(json.dumps(saved, indent=1))
+        else:
+            print_tables(saved)
+        return 0
 
     from dlgpu.errors import BadInput
     from dlgpu.tabular.jobs import resolve_job
@@ -98,6 +135,7 @@ def main() -> int:
     from dlgpu.catalog import CpuSpec
     from dlgpu.catalog.local import this_cpu
     from dlgpu.devices.cpu import usable_cores
+    from dlgpu.measure.contention import CONTENDED_SHARE
     from dlgpu.workloads.models.tabular import build_model, make_data, versions
 
     threads = usable_cores()[0]
@@ -124,12 +162,14 @@ def main() -> int:
                                                                             f"overrun the {args.budget:.0f} s budget"})
                     continue
             x, y = make_data(rows, features)
-            times = fit_seconds(model, x, y, repeats)
+            times, shares, dropped = fit_seconds(model, x, y, repeats)
             spent += sum(times)
             med = statistics.median(times)
             done.append((rows, med))
             measured.append({"library": lib, "rows": rows, "features": features, "trees": trees, "depth": depth,
-                             "measured_s": med, "fits": len(times), "times_s": [round(t, 4) for t in times]})
+                             "measured_s": med, "fits": len(times), "times_s": [round(t, 4) for t in times],
+                             "others_cpu_share": [round(s, 3) for s in shares], "contended_fits_redone": dropped,
+                             "contended": any(s > CONTENDED_SHARE for s in shares)})
             if not args.json:
                 print(f"{lib:9} {rows:>10,} rows  {med:8.3f} s  ({len(times)} fit{'s' if len(times) > 1 else ''})",
                       file=sys.stderr)
@@ -142,7 +182,8 @@ def main() -> int:
         "versions": versions(), "estimators": {lib: build_model(lib, jobs[lib].params, "cpu", None, threads).settings
                                                for lib in args.libraries},
         "step": "one fit(X, y) of the workload's estimator on make_data(rows, features), float32 in host memory; "
-                "median of the fits; one untimed warm-up fit on 2,000 rows first",
+                "median of the fits; one untimed warm-up fit on 2,000 rows first; a fit during which other processes "
+                "took more than 10% of the CPUs (dlgpu.measure.contention) is done again after 10 s, up to 3 times",
         "rows": measured, "skipped": skipped,
     }
     doc["predictions"] = predictions(doc, spec if isinstance(spec, CpuSpec) else None)

@@ -155,7 +155,7 @@ SIMPLE = [
      _is_json("dlgpu.tabular-predict/", predicted=True, hardware="v100-sxm2-16gb")),
     (["predict", "lightgbm", "--set", "rows=1M", "-H", "local"], _has("to train", "Verify")),
     (["advise", "xgboost", "--set", "rows=100000", "--json"], _is_json("dlgpu.tabular-advise/", answer="cpu-enough")),
-    (["advise", "xgboost", "--set", "rows=100000000"], _has("A GPU pays", "Crossover")),
+    (["advise", "xgboost", "--set", "rows=100000000"], _has("Crossover", "GPUs, rented then bought")),
 ]
 
 

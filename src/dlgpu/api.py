@@ -680,3 +680,14 @@ def advise_tabular(workload: str, overrides: Mapping[str, str] | None = None, de
 
     return run(load_catalog(catalog_files), workload, overrides or {}, local_tabular_cpu(db), deadline_s,
                gpu_overhead_s, sources, hardware, budget_usd)
+
+
+def tabular_curves(workload: str, overrides: Mapping[str, str] | None = None, catalog_files: Sequence[Path] = (),
+                   db: Path | None = None) -> list[dict[str, Any]]:
+    """Predicted training time against rows of a tabular workload on this CPU and a few GPUs, with the rows where each
+    GPU is predicted to overtake this CPU (``tabular.predict.predicted_curves``), as the plain data
+    ``report.compare.build_comparison(..., tabular_curves=...)`` draws."""
+    from dlgpu.catalog import load_catalog
+    from dlgpu.tabular.predict import predicted_curves
+
+    return predicted_curves(load_catalog(catalog_files), workload, overrides or {}, local_tabular_cpu(db))

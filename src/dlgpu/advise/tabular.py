@@ -23,9 +23,11 @@ from dlgpu.home import dlgpu_version, utc_now
 from dlgpu.tabular.calibration import published_calibration
 from dlgpu.tabular.jobs import TabularJob, resolve_job
 from dlgpu.tabular.local import LocalCpu, LocalFit, fit_local
-from dlgpu.tabular.model import Device
+from dlgpu.tabular.model import Device, crossover_rows
 from dlgpu.tabular.predict import GPU_VENDORS, gpu_device, memory_fit, predicted_time
 from dlgpu.units import format_duration
+
+__all__ = ["DEFAULT_GPU_OVERHEAD_S", "TABULAR_ADVISE_SCHEMA", "TabularCandidate", "advise_tabular", "crossover_rows"]
 
 TABULAR_ADVISE_SCHEMA = "dlgpu.tabular-advise/1"
 DEFAULT_GPU_OVERHEAD_S = 60.0
@@ -66,22 +68,15 @@ def _linear(fixed_s: float, hist_s: float, rows: int) -> tuple[float, float]:
     return fixed_s, hist_s / rows
 
 
-def crossover_rows(cpu: tuple[float, float], gpu: tuple[float, float], overhead_s: float) -> float:
-    """The rows where cpu = gpu + overhead, each (a, b) as a + b x rows: inf where the GPU's b is not below the CPU's
-    (it never pays), 0 where it pays at any size."""
-    (ac, bc), (ag, bg) = cpu, gpu
-    if bc <= bg:
-        return math.inf
-    return max(0.0, (ag + overhead_s - ac) / (bc - bg))
+Offer = tuple[str, str, GpuSpec, int, float | None, float | None, str]
+"""(name, how, gpu, count, launch price, price per hour, basis)"""
 
 
-def _gpus(catalog: Catalog, sources: Sequence[str], hardware: Sequence[str]) -> list[tuple[str, str, GpuSpec, int,
-                                                                                           float | None, float | None,
-                                                                                           str]]:
-    """(name, how, gpu, count, cost or price, price per hour, basis) of every NVIDIA GPU to buy and instance to
+def _gpus(catalog: Catalog, sources: Sequence[str], hardware: Sequence[str]) -> list[Offer]:
+    """(name, how, gpu, count, launch price, price per hour, basis) of every NVIDIA GPU to buy and instance to
     rent, limited to ``hardware`` ids where given."""
     wanted = {h.lower() for h in hardware}
-    out = []
+    out: list[Offer] = []
     if "buy" in sources:
         for g in catalog.gpus:
             out.append((g.name, "buy", g, 1, g.launch_price_usd, None,
@@ -93,7 +88,8 @@ def _gpus(catalog: Catalog, sources: Sequence[str], hardware: Sequence[str]) -> 
             except BadInput:
                 continue
             more = f", training on 1 of its {c.gpu_count} GPUs" if c.gpu_count > 1 else ""
-            out.append((f"{c.provider} {c.instance}" + (f" ({g.name})" if g.name not in c.instance else ""), "rent",
+            named = g.id.split("-")[0] in c.instance.lower() or g.name in c.instance
+            out.append((f"{c.provider} {c.instance}" + ("" if named else f" ({g.name})"), "rent",
                         g, c.gpu_count, None, c.price_usd_per_hour,
                         f"${c.price_usd_per_hour:,.2f}/h on demand, {c.price_date} (catalog){more}"))
     return [x for x in out if x[2].vendor.lower() in GPU_VENDORS and x[2].memory_bandwidth_bytes_per_s

@@ -34,6 +34,7 @@ from dlgpu.results.vocab import (
     RESULT_PRECISIONS,
     RUNTIME_ALIASES,
     RUNTIMES,
+    WEIGHT_PRECISIONS,
 )
 from dlgpu.workloads.registry import WorkloadSpec, check_task, list_workloads, supporting, task_unsupported_reason
 from dlgpu.workloads.select import overrides_for, resolve_choice, resolve_workloads
@@ -163,6 +164,9 @@ def plan_suite(workloads: Sequence[str] | None, devices: Sequence[str] | None, p
     own = tuple(p for p in BENCH_PRECISIONS if p in every)
     for p in precisions or ():  # a weight format named explicitly that no selected workload has is bad input
         if p in BENCH_PRECISIONS and p not in every:
+            if p not in WEIGHT_PRECISIONS:  # an autocast precision: only tabular workloads have none
+                raise BadInput(f"{p}: not one of the precisions of the selected workloads ({', '.join(own)}, all): "
+                               "tabular workloads run at fp32, their data's dtype", param="precisions")
             llms = ", ".join(s.name for s in list_workloads(include_tiny=False) if p in workload_precisions(s))
             raise BadInput(f"{p}: not one of the precisions of the selected workloads ({', '.join(own)}, all): "
                            f"{p} is an LLM weight format, offered only to LLM workloads ({llms})", param="precisions")

@@ -239,6 +239,9 @@ def run_tabular_plan(run: _Run, plan: Plan) -> None:
     base = _base(plan, PRECISION, runtime)
     run.observer.started(f"{plan.label}: checking {runtime}")
     why = unavailable(estimator, plan.device.kind)
+    if plan.device.backend == "rocm":
+        why = (f"{runtime}'s GPU path here is NVIDIA CUDA (XGBoost's CUDA build, LightGBM's CUDA build, cuML); "
+               f"{plan.device.id} is a ROCm device")
     if why:
         run.add(BenchResult(**base, status="skipped", reason=why))
         return

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .model import Device, Fit, Job, Sample, error_pct, fit, train_s
+from .model import Device, Fit, Job, Sample, error_pct, fit, rate_bytes_per_s, train_s
 
 MEASURED_SCHEMA = "dlgpu.tabular-measured/1"
 FAMILIES_MEASURED = ("xgboost", "lightgbm")
@@ -102,7 +102,7 @@ def runs_from_measured(doc: Mapping[str, Any]) -> list[LocalRun]:
 
 def shipped_measurements() -> list[tuple[str, dict[str, Any]]]:
     """(file name, document) of every shipped measurement document."""
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     base = resources.files("dlgpu.tabular").joinpath("data", "measured")
     if not base.is_dir():
         return out
@@ -189,8 +189,11 @@ def fit_local(cpu: LocalCpu, published: Fit) -> LocalFit:
         if len(sizes) >= 2:
             f = fit(_samples(runs, dev))
             values[family] = dict(f.values)
+            fixed = math.exp(f.values[f"cpu:{family}:fixed"])
+            rate = rate_bytes_per_s(f.values, family, dev)
             how[family] = (f"fitted on {len(runs)} runs on this CPU ({sizes[0]:,} to {sizes[-1]:,} rows; "
-                           f"{cpu.source}): {f.describe(family, 'cpu').split(': ', 1)[1]}")
+                           f"{cpu.source}): {fixed * 1e3:.3g} ms per tree level fixed, histograms at "
+                           f"{rate / 1e9:.2g} GB/s with its {cpu.threads} threads")
             if len(sizes) >= 3:
                 held[family] = _leave_one_size_out(runs, dev)
         elif published.has(family, "cpu"):

@@ -249,11 +249,21 @@ def fit(samples: Sequence[Sample]) -> Fit:
     return Fit(values, tuple(used), beta_ok)
 
 
+def crossover_rows(cpu: tuple[float, float], gpu: tuple[float, float], overhead_s: float) -> float:
+    """The rows where cpu = gpu + overhead, each time (a, b) as a + b x rows: inf where the GPU's b is not below the
+    CPU's (it never catches up), 0 where it is ahead at any size."""
+    (ac, bc), (ag, bg) = cpu, gpu
+    if bc <= bg:
+        return math.inf
+    return max(0.0, (ag + overhead_s - ac) / (bc - bg))
+
+
 def error_pct(predicted: float, measured: float) -> float:
     return 100.0 * (predicted - measured) / measured
 
 
-def _row(s: Sample, predicted: float, **more: Any) -> dict[str, Any]:
+def predicted_row(s: Sample, predicted: float, **more: Any) -> dict[str, Any]:
+    """A sample beside its prediction, with the error in %."""
     return {"row": s.row, "label": s.label, "family": s.job.family, "kind": s.device.kind, "device": s.device.key,
             "rows": s.job.rows, "measured_s": s.seconds, "predicted_s": predicted,
             "error_pct": error_pct(predicted, s.seconds), **more}
@@ -278,14 +288,15 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def in_sample(f: Fit) -> list[dict[str, Any]]:
-    return [_row(s, f.predict(s.job, s.device)) for s in f.samples]
+    return [predicted_row(s, f.predict(s.job, s.device)) for s in f.samples]
 
 
 def held_out(samples: Sequence[Sample], key: Callable[[Sample], str], what: str,
              alone: Callable[[str, Sequence[Sample]], str | None] | None = None) -> dict[str, Any]:
     """Refit without each ``key`` value's samples and predict them (``what`` names the fold, e.g. "device"). A sample
-    whose group, or whose beta, the rest cannot fit is listed as not estimable, with why; ``alone(k, rest)`` may rule
-    a whole fold out first (a device alone in its kind)."""
+    whose group the rest cannot fit is listed as not estimable, with why; ``alone(k, rest)`` may rule a whole fold out
+    first (a device alone in its kind). Where the CPU rows left have one thread count, beta is fixed at 1 (linear) in
+    that fold and the CPU rows predicted by it say so."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for k in sorted({key(s) for s in samples}):
@@ -310,10 +321,8 @@ def held_out(samples: Sequence[Sample], key: Callable[[Sample], str], what: str,
                                           f"times at {n} size{'s' if n != 1 else ''}: its fixed cost and rate "
                                           "cannot be told apart"})
                 continue
-            if s.device.kind == "cpu" and not beta_ok:
-                skipped.append({"row": s.row, "label": s.label, "fold": k,
-                                "reason": f"without this {what}, every CPU row left has one thread count: the "
-                                          "scaling with threads cannot be fitted"})
-                continue
-            rows.append(_row(s, f.predict(s.job, s.device), fold=k))
+            more = {} if s.device.kind != "cpu" or beta_ok else {
+                "beta": f"fixed at {BETA_WHEN_UNFITTED:g} (linear in threads): without this {what}, every CPU row left "
+                        "has one thread count"}
+            rows.append(predicted_row(s, f.predict(s.job, s.device), fold=k, **more))
     return {"by": what, "rows": rows, "not_estimable": skipped, "summary": summary(rows)}

@@ -60,9 +60,14 @@ def predicted_time(tj: TabularJob, device: Device, local: LocalFit | None = None
     if device.key == "local" and local is not None and local.has(family):
         seconds = local.predict(job)
         fixed, hist = local.terms(job)
-        return {"train_s": seconds, "fixed_s": fixed, "histogram_s": hist, "source": "measured here",
+        sizes = sorted(r.job.rows for r in local.cpu.runs if r.job.family == family)
+        measured = any(r.job == job for r in local.cpu.runs)
+        reach = "" if sizes[0] <= job.rows <= sizes[-1] else (
+            f"; extrapolated: {job.rows:,} rows is outside the {sizes[0]:,} to {sizes[-1]:,} measured")
+        return {"train_s": seconds, "fixed_s": fixed, "histogram_s": hist,
+                "source": "fitted to this CPU's measurements" + (", this job among them" if measured else ""),
                 "interval": local.interval(family, seconds),
-                "basis": f"{local.how[family]}; the job's levels and bytes per row scale it"}
+                "basis": f"{local.how[family]}; the job's levels and bytes per row scale it{reach}"}
     if not cal.fit.has(family, device.kind):
         kinds = [k for k in ("cpu", "gpu") if cal.fit.has(family, k)]
         raise BadInput(f"{tj.estimator} on a {device.kind.upper()}: no published row times it (published for "
@@ -140,3 +145,51 @@ def predict_tabular(catalog: Catalog, workload: str, hardware: str, overrides: M
         "device_basis": device.basis, **t, "memory": memory_fit(tj.job, device, memory),
         "errors": held, "reference_threads": REF_THREADS, "verify": verify,
     }
+
+
+CURVE_ROWS = (10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000, 100_000_000)
+CURVE_GPUS = ("t4", "l4", "a10", "a100-sxm4-80gb", "h100-sxm5-80gb")
+
+
+def predicted_curves(catalog: Catalog, workload: str, overrides: Mapping[str, str] | None = None,
+                     local_cpu: LocalCpu | None = None, gpus: tuple[str, ...] = CURVE_GPUS,
+                     rows: tuple[int, ...] = CURVE_ROWS) -> list[dict[str, Any]]:
+    """Predicted training time against rows for this CPU and a few GPUs, as plain data in the shape
+    ``report.compare_tabular.TabularCurve.from_dict`` reads (workload, task, device, points [[rows, seconds]],
+    crossover_rows, crossover_label, source): each GPU line with the rows above which it is predicted faster than this
+    CPU. Empty for an estimator that is not predicted; a GPU line only where its family has published GPU rows."""
+    from .model import crossover_rows
+
+    ov = {k: v for k, v in (overrides or {}).items() if k != "rows"}
+    tj = resolve_job(workload, ov)
+    if tj.job is None or tj.family is None:
+        return []
+    cal = published_calibration()
+    jobs = [resolve_job(workload, {**ov, "rows": str(n)}) for n in rows]
+    out: list[dict[str, Any]] = []
+    cpu_line = None
+    if local_cpu is not None and cal.fit.has(tj.family, "cpu"):
+        local = fit_local(local_cpu, cal.fit)
+        dev = local_cpu.device()
+        times = [predicted_time(j, dev, local) for j in jobs]
+        src = "measured" if local.has(tj.family) else "predicted"
+        out.append({"workload": workload, "task": "train", "device": "this CPU", "runtime": tj.family,
+                    "points": [[n, t["train_s"]] for n, t in zip(rows, times, strict=True)], "source": src})
+        cpu_line = (times[0]["fixed_s"], times[0]["histogram_s"] / rows[0])
+    if not cal.fit.has(tj.family, "gpu"):
+        return out
+    for gid in gpus:
+        if gid not in catalog:
+            continue
+        dev = gpu_device(catalog.gpu(gid))
+        times = [predicted_time(j, dev) for j in jobs]
+        curve: dict[str, Any] = {"workload": workload, "task": "train", "device": dev.name, "runtime": tj.family,
+                                 "points": [[n, t["train_s"]] for n, t in zip(rows, times, strict=True)],
+                                 "source": "predicted"}
+        if cpu_line is not None:
+            x = crossover_rows(cpu_line, (times[0]["fixed_s"], times[0]["histogram_s"] / rows[0]), 0.0)
+            if x != float("inf"):
+                curve["crossover_rows"] = x
+                curve["crossover_label"] = f"{workload}: {dev.name} predicted faster than this CPU above ~{x:,.0f} rows"
+        out.append(curve)
+    return out
