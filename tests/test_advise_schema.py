@@ -208,6 +208,6 @@ def test_too_many_candidates_are_rejected() -> None:
 
 
 def test_an_unknown_schema_names_the_advise_schema() -> None:
-    with pytest.raises(BadInput, match=r"dlgpu imports dlgpu\.bench/1, dlgpu\.predict/1, dlgpu\.advise/1 and "
-                                       r"dlgpu\.export/1"):
+    with pytest.raises(BadInput, match=r"dlgpu imports dlgpu\.bench/1, dlgpu\.predict/1, dlgpu\.advise/1, "
+                                       r"dlgpu\.probe/1 and dlgpu\.export/1"):
         validate_document({"schema": "dlgpu.advise/2"}, "x.json")

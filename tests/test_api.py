@@ -120,7 +120,7 @@ def test_the_saved_document_is_complete_after_a_normal_run(tmp_path: Path) -> No
         (dict(tasks=["fit"]), "tasks fit"),
         (dict(devices=["tpu"]), "devices tpu"),
         (dict(batch_size=0), "batch_size 0: must be a positive integer"),
-        (dict(overrides={"seq_len": "32"}), "no selected workload has a parameter 'seq_len'"),
+        (dict(overrides={"seq_len": "32"}), "--set seq_len: a fine-tuning setting, for --task finetune"),
         (dict(overrides={"image_size": "big"}), "image_size must be int"),
         (dict(overrides={"image_size": "2"}), "at least 8"),
     ],
@@ -145,4 +145,6 @@ def test_default_suite_and_all() -> None:
         "bert_base", "bert_large", "gpt2_large", "gpt3_xl", "opt_1_3b", "llama3_8b", "lstm_lm", "gnmt", "dcgan",
         # the LLM inference workloads (family llm)
         "llama-3.2-1b", "llama-3.2-3b", "llama-3-8b", "llama-3.1-8b", "mistral-7b-v0.1", "mistral-7b-v0.3",
-        "qwen2.5-7b", "qwen3-0.6b", "qwen3-4b", "qwen3-8b"}
+        "qwen2.5-7b", "qwen3-0.6b", "qwen3-4b", "qwen3-8b",
+        # trees and classical ML (family tabular)
+        "xgboost", "lightgbm", "random_forest", "logistic_regression", "knn", "svm", "kmeans"}

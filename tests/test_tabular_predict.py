@@ -357,9 +357,10 @@ def test_predicted_curves_for_the_comparison_charts() -> None:
     from dlgpu.tabular.predict import CURVE_ROWS, predicted_curves
 
     curves = predicted_curves(load_catalog(), "xgboost", {}, fake_cpu(runs=_runs()))
-    assert curves[0]["device"] == "this CPU" and curves[0]["source"] == "measured"
+    # a fitted line, not measured points: predicted, and says what it was fitted to
+    assert curves[0]["device"] == "this CPU (fitted to its measurements)" and curves[0]["source"] == "predicted"
     assert len(curves) == 6 and all(len(c["points"]) == len(CURVE_ROWS) for c in curves)
     parsed = [TabularCurve.from_dict(c) for c in curves]
-    gpu = [c for c in parsed if c.device != "this CPU"]
+    gpu = [c for c in parsed if not c.device.startswith("this CPU")]
     assert all(c.crossover_rows is not None and 0 <= c.crossover_rows < 1e8 for c in gpu)
     assert predicted_curves(load_catalog(), "kmeans", {}, fake_cpu()) == []

@@ -531,7 +531,37 @@ def compare(refs: Sequence[str] = (), db: Path | None = None, workloads: Sequenc
 
     for w in workloads:
         get_workload(w)
-    return build_comparison(stored_documents(refs, db), load_catalog(catalog_files), workloads)
+    docs = stored_documents(refs, db)
+    return build_comparison(docs, load_catalog(catalog_files), workloads, _tabular_curves_for(docs, db))
+
+
+def _tabular_curves_for(docs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+                        db: Path | None) -> list[dict[str, Any]]:
+    """The predicted time-against-rows lines (this CPU and a few GPUs, with each GPU's crossover) of every tabular
+    workload the runs trained, at the shape (features, trees, depth) they trained it: what the report draws beside
+    the measured points. A workload dlgpu does not predict gets none."""
+    from dlgpu.workloads.tabular import is_tabular
+
+    shapes: dict[str, dict[str, str]] = {}
+    for _, doc in docs:
+        for r in doc.get("results") or []:
+            name = r.get("workload")
+            if r.get("task") != "train" or not name or name in shapes:
+                continue
+            try:
+                spec = get_workload(str(name))
+            except BadInput:
+                continue
+            if is_tabular(spec):
+                params = (r.get("settings") or {}).get("params") or {}
+                shapes[str(name)] = {k: str(v) for k, v in params.items() if k in ("features", "trees", "depth")}
+    curves: list[dict[str, Any]] = []
+    for name, ov in shapes.items():
+        try:
+            curves += tabular_curves(name, ov, db=db)
+        except BadInput:
+            continue
+    return curves
 
 
 # --- advice ------------------------------------------------------------------------------------------------

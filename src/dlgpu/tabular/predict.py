@@ -172,8 +172,10 @@ def predicted_curves(catalog: Catalog, workload: str, overrides: Mapping[str, st
         local = fit_local(local_cpu, cal.fit)
         dev = local_cpu.device()
         times = [predicted_time(j, dev, local) for j in jobs]
-        src = "measured" if local.has(tj.family) else "predicted"
-        out.append({"workload": workload, "task": "train", "device": "this CPU", "runtime": tj.family,
+        # a line, not the measured points: predicted, fitted to this CPU's measurements where it has them
+        src = "predicted"
+        out.append({"workload": workload, "task": "train", "runtime": tj.family,
+                    "device": "this CPU (fitted to its measurements)" if local.has(tj.family) else "this CPU",
                     "points": [[n, t["train_s"]] for n, t in zip(rows, times, strict=True)], "source": src})
         cpu_line = (times[0]["fixed_s"], times[0]["histogram_s"] / rows[0])
     if not cal.fit.has(tj.family, "gpu"):
