@@ -65,7 +65,9 @@ class ProbeSettings:
 
 
 FULL = ProbeSettings()
-QUICK = ProbeSettings(gemm_sizes_cpu=(256, 1024), gemm_sizes_gpu=(1024, 4096), stream_bytes_cpu=64 * MiB,
+# --quick keeps the CPU's STREAM arrays beyond the last-level cache (stream_bytes_cpu None: sized from it), as a
+# full probe does: arrays inside the cache would overstate the bandwidth that predictions on -H local then use
+QUICK = ProbeSettings(gemm_sizes_cpu=(256, 1024), gemm_sizes_gpu=(1024, 4096), stream_bytes_cpu=None,
                       stream_bytes_gpu=256 * MiB, transfer_bytes=64 * MiB, dispatch_calls=200,
                       budget=Budget(warmup_steps=1, min_steps=3, max_steps=20, budget_s=0.5, ci_rel=0.05), quick=True)
 
