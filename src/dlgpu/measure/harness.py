@@ -244,6 +244,14 @@ def build(spec: WorkloadSpec, params: Mapping[str, Any], device: DeviceInfo, see
 
         from .finetune import rss_bytes
 
+        # the libraries the job needs are loaded first: their code is the process's, not the job's memory
+        if finetune.get("method") in ("lora", "qlora") or finetune.get("optimizer") == "adamw8bit":
+            import contextlib
+
+            from dlgpu.workloads.models import finetune as ft_models
+
+            with contextlib.suppress(Exception):  # unavailable: the build says why
+                ft_models._import_peft()
         before = rss_bytes()
         with torch.device(device.id):
             inst: WorkloadInstance = FinetuneWorkload(spec, params, finetune)
