@@ -33,6 +33,7 @@ from dlgpu.probe.run import (
     cache_note,
     gemm_flops,
     gemm_sweep,
+    optimizer_figures,
     overhead_figures,
     stream_array_bytes,
     stream_bytes,
@@ -113,6 +114,54 @@ def test_overheads_are_seconds_per_call() -> None:
     assert dispatch.what == "dispatch" and dispatch.unit == "s"
     assert dispatch.value == pytest.approx(0.01 / 200) and dispatch.fraction_of_peak is None
     assert not skipped  # the CPU has no kernel launch to probe, and it is not listed as missing
+
+
+def test_optimizer_rate_is_parameters_per_faked_step_and_the_step_really_updates() -> None:
+    seams = Seams(clock=fake_clock(0.2), remeasure=0)
+    settings = replace(TINY, optimizer_budget=FAKE_BUDGET)
+    figs, skipped = optimizer_figures(torch, CPU, 4 * MiB, 1 * MiB, settings, seams, lambda: None, no_figure)
+    by = {f.precision: f for f in figs}
+    assert not skipped and set(by) == {"bf16", "fp32"}
+    # four tensors (parameter, gradient, two moments) in 4 MiB: 1 MiB each
+    assert by["fp32"].size == MiB // 4 and by["bf16"].size == MiB // 2
+    for f in figs:
+        assert f.what == "optimizer" and f.unit == "param/s" and f.label == f"{f.precision} AdamW"
+        assert f.value == pytest.approx(f.size / 0.2) and f.settings["working_set_bytes"] == 4 * MiB
+        assert "single-tensor" in f.settings["implementation"]
+    c = ceilings_from_doc(ProbeReport("2026-12-06T00:00:00+00:00", "t", current_machine(), (CPU,), True,
+                                      tuple(figs)).to_dict())
+    assert c is not None and c.optimizer_params_per_s == {"bf16": pytest.approx(MiB / 2 / 0.2),
+                                                          "fp32": pytest.approx(MiB / 4 / 0.2)}
+    assert "torch AdamW step probed" in c.optimizer_basis
+
+
+def test_a_probed_optimizer_rate_times_the_fine_tuning_optimizer_step() -> None:
+    from dlgpu.finetune.config import parse_finetune
+    from dlgpu.finetune.memory import split
+    from dlgpu.finetune.model import resolve_finetune_model
+    from dlgpu.finetune.perf import step_time
+    from dlgpu.predict.calibration import load_calibration
+
+    _, cpu = this_cpu(CAT)
+    base = dict(device="cpu", run_id="f" * 32, created_at="2026-12-06", quick=False,
+                memory_bandwidth_bytes_per_s=20e9, bandwidth_kind="triad", bandwidth_detail="test")
+    plain = cpu_as_device(cpu, MeasuredCeilings(**base))  # type: ignore[arg-type]
+    probed = cpu_as_device(cpu, MeasuredCeilings(**base, optimizer_params_per_s={"bf16": 2e8, "fp32": 4e8}))  # type: ignore[arg-type]
+    model, cal = resolve_finetune_model("qwen3-0.6b"), load_calibration()
+    full = parse_finetune("full", {"seq_len": "32"}, 1)
+    n = sum(w.elements for w in split(model, full)[0])
+    a, b = step_time(model, full, plain, cal, CAT), step_time(model, full, probed, cal, CAT)
+    # bf16-true full fine-tuning: the states are bf16, at 5 ns per parameter
+    assert "ns (bf16 torch AdamW step probed" in b.basis and "AdamW step probed" not in a.basis
+    calibrated = a.step_time_s - b.step_time_s + n / 2e8
+    assert 0 < calibrated < a.step_time_s
+    # SGD: the same probed rate, scaled by its bytes per parameter against AdamW's (6 against 21 state values)
+    sgd = step_time(model, replace(full, optimizer="sgd"), probed, cal, CAT)
+    assert "sgd's bytes per parameter" in sgd.basis
+    assert b.step_time_s - sgd.step_time_s == pytest.approx(n / 2e8 * (1 - 6 / 21), rel=1e-6)
+    # LoRA's adapters are fp32: the fp32 rate
+    lora = step_time(model, parse_finetune("lora", {"seq_len": "32"}, 1), probed, cal, CAT)
+    assert "ns (fp32 torch AdamW step probed" in lora.basis
 
 
 def test_stream_arrays_are_sized_from_the_cache_and_the_memory() -> None:

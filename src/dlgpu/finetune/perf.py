@@ -186,6 +186,40 @@ def _block_backward(ops: _Ops, model: FtModel, cfg: FinetuneConfig, layer: int, 
     ops.memory("residual_grad", "elementwise", "backward", dtype, 2.0 * t * h * resid, t * h * resid, count=2)
 
 
+def state_width(cfg: FinetuneConfig) -> int:
+    """Bytes of an optimizer state value (torch's optimizers: the trainable parameter's dtype)."""
+    return 4 if cfg.trains_adapters or cfg.weights_dtype == "fp32" else A
+
+
+def _optimizer_bytes(cfg: FinetuneConfig, optimizer: str | None = None) -> tuple[int, str]:
+    """(bytes read + written per trainable parameter by the optimizer step, its name in the profile)."""
+    if deepspeed_mode(cfg):
+        return 4 * 4 + 3 * 4 + 2, "deepspeed_fused_adam"
+    s = g = state_width(cfg)
+    return {"adamw": (18 * s + 3 * g, "adamw_foreach"), "adamw8bit": (2 * s + g + 4 + 4, "adamw8bit"),
+            "sgd": (5 * s + g, "sgd_foreach"), "adafactor": (10 * s + 2 * g, "adafactor")}[optimizer or cfg.optimizer]
+
+
+def probed_optimizer_s(gpu: GpuSpec, cfg: FinetuneConfig, params: int) -> tuple[float | None, str]:
+    """The optimizer step on this machine's CPU from its probed torch AdamW rate (``dlgpu probe``: one AdamW step
+    over a tensor beyond the cache, per dtype), or (None, "") where there is none: AdamW at the probed ns per
+    parameter of the states' dtype (fp16 at bf16's: same width); another optimizer scaled by its bytes per parameter
+    against AdamW's (``_optimizer_bytes``). Not for DeepSpeed or offloaded optimizers (they are not torch's)."""
+    measured = getattr(gpu, "measured", None)
+    rates = getattr(measured, "optimizer_params_per_s", None) or {}
+    if gpu.kind != "cpu" or deepspeed_mode(cfg) or cfg.offload != "none" or params == 0:
+        return None, ""
+    dtype = "fp32" if state_width(cfg) == 4 else "bf16"
+    rate = rates.get(dtype)
+    if not rate:
+        return None, ""
+    ratio = _optimizer_bytes(cfg)[0] / _optimizer_bytes(cfg, "adamw")[0]
+    scaled = "" if cfg.optimizer == "adamw" else (f" x {ratio:.2f} ({cfg.optimizer}'s bytes per parameter against "
+                                                   "AdamW's)")
+    return params / rate * ratio, (f"optimizer step: {params:,} parameters x {1e9 / rate:.2f} ns ({dtype} torch AdamW "
+                                   f"step probed on this CPU, {measured.source}){scaled}")
+
+
 def _optimizer(model: FtModel, cfg: FinetuneConfig, train: list[Weight]) -> tuple[OpRecord, ...]:
     """The optimizer step's records (module docstring), on this GPU's share of the trainable parameters."""
     if cfg.offload != "none":
@@ -195,13 +229,7 @@ def _optimizer(model: FtModel, cfg: FinetuneConfig, train: list[Weight]) -> tupl
         n = math.ceil(n / cfg.gpus)
     if n == 0:
         return ()
-    if deepspeed_mode(cfg):
-        per, what = 4 * 4 + 3 * 4 + 2, "deepspeed_fused_adam"
-    else:
-        s = 4 if cfg.trains_adapters or cfg.weights_dtype == "fp32" else A
-        g = s
-        per, what = {"adamw": (18 * s + 3 * g, "adamw_foreach"), "adamw8bit": (2 * s + g + 4 + 4, "adamw8bit"),
-                     "sgd": (5 * s + g, "sgd_foreach"), "adafactor": (10 * s + 2 * g, "adafactor")}[cfg.optimizer]
+    per, what = _optimizer_bytes(cfg)
     tensors = len(train)
     launches = 8 * max(1, math.ceil(tensors / 32))
     return (OpRecord(op=what, kind="optimizer", phase="optimizer", dtype="float32", flops=12.0 * n,
@@ -295,12 +323,18 @@ def step_time(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, cal: Calibratio
     pred = predict_step(prof, gpu, prec, cal)
     train, _ = split(model, cfg)
     n_train = sum(w.elements for w in train)
+    compute_s = pred.step_time_s
+    opt_s, opt_basis = probed_optimizer_s(gpu, cfg, n_train)
+    if opt_s is not None:  # the probed rate replaces the calibrated optimizer record
+        calibrated = sum(t * op.count for t, op in zip(pred.op_seconds, prof.ops, strict=True)
+                         if op.kind == "optimizer")
+        compute_s = compute_s - calibrated + opt_s
     all16 = 2 * model.params
     grad_w = 2 if deepspeed_mode(cfg) else (4 if cfg.trains_adapters or cfg.weights_dtype == "fp32" else 2)
     comm = collectives(cfg, catalog, gpu, n_train, all16, grad_w)
     off_s, off_basis = offload_transfer(cfg, catalog, gpu, n_train, all16)
     cpu_s, cpu_basis = (0.0, "") if cfg.offload == "none" else _cpu_adam_s(catalog, cal, n_train)
-    total = pred.step_time_s + (comm.time_s or 0.0) + (off_s or 0.0) + (cpu_s or 0.0)
+    total = compute_s + (comm.time_s or 0.0) + (off_s or 0.0) + (cpu_s or 0.0)
     complete = comm.time_s is not None and off_s is not None and cpu_s is not None
     where = "this CPU" if gpu.kind == "cpu" else gpu.id
     basis = (f"per-operator roofline on {where} with the shipped calibration (fitted efficiencies per unit, "
@@ -308,6 +342,6 @@ def step_time(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, cal: Calibratio
              f"TFLOP per step ({cfg.grad_accum} micro-batch(es) of {cfg.micro_batch} x {cfg.seq_len} tokens"
              + (", recomputation" if cfg.checkpointing else "")
              + (", 4-bit dequantization" if cfg.method == "qlora" else "") + ")"
-             + (f"; {cpu_basis}" if cpu_basis else ""))
-    return StepTime(total, pred.step_time_s, comm.time_s, off_s, cpu_s or 0.0, pred.bound, prof.flops,
+             + (f"; {cpu_basis}" if cpu_basis else "") + (f"; {opt_basis}" if opt_basis else ""))
+    return StepTime(total, compute_s, comm.time_s, off_s, cpu_s or 0.0, pred.bound, prof.flops,
                     pred.tensor_core_share, basis, comm.basis, off_basis, complete)

@@ -61,8 +61,14 @@ class ProbeSettings:
     max_call_s: float = 3.0
     budget: Budget = field(default_factory=lambda: Budget(warmup_steps=2, min_steps=5, max_steps=50, budget_s=2.0,
                                                           ci_rel=0.02))
+    optimizer_budget: Budget = field(default_factory=lambda: Budget(warmup_steps=1, min_steps=3, max_steps=10,
+                                                                    budget_s=1.0, ci_rel=0.03))
     quick: bool = False
 
+
+OPTIMIZER_ARRAY_SHARE = 2
+"""The optimizer probe's four tensors together are this share of one bandwidth array: twice the last-level cache
+(one step of a 100M-parameter bf16 tensor takes about half a second on a 2-core CPU)."""
 
 FULL = ProbeSettings()
 # --quick keeps the CPU's STREAM arrays beyond the last-level cache (stream_bytes_cpu None: sized from it), as a
@@ -337,6 +343,51 @@ def stream_figures(torch: Any, device: DeviceInfo, array_bytes: int, how: str, l
     return out  # the arrays go with this frame
 
 
+OPTIMIZER_TENSORS = 4
+"""What torch's AdamW keeps per parameter tensor: the parameter, its gradient and the two moments."""
+OPTIMIZER_PRECISIONS = ("bf16", "fp32")
+"""The dtypes an optimizer probe updates in: bf16 ("bf16-true" fine-tuning keeps its states in the weights' dtype)
+and fp32 (mixed precision's states, peft's fp32 adapters)."""
+
+
+def optimizer_figures(torch: Any, device: DeviceInfo, array_bytes: int, llc_bytes: int | None,
+                      settings: ProbeSettings, seams: Seams, sync: Callable[[], None],
+                      on_figure: Callable[[ProbeFigure], None]) -> tuple[list[ProbeFigure], list[Skipped]]:
+    """One ``torch.optim.AdamW`` step (torch's default implementation for the device: the single-tensor loop on a
+    CPU, the multi-tensor ``foreach`` one on a GPU) over one parameter tensor with a gradient, in bf16 and fp32:
+    parameters updated per second. The four tensors (parameter, gradient, two moments) together are
+    ``array_bytes`` (beyond the last-level cache, as the bandwidth arrays): what a fine-tuning step's optimizer
+    streams. A model's optimizer step is this rate over its trainable parameters (``finetune.perf``)."""
+    dev = torch.device(device.id)
+    out: list[ProbeFigure] = []
+    skipped: list[Skipped] = []
+    for precision in OPTIMIZER_PRECISIONS:
+        dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+        if precision == "bf16" and device.kind != "cpu":
+            why = gemm_unsupported(torch, device, "bf16")
+            if why:
+                skipped.append(Skipped(device.id, "optimizer", precision, why))
+                continue
+        size = torch.empty(0, dtype=dtype).element_size()
+        n = max(1, array_bytes // (OPTIMIZER_TENSORS * size))
+        param = torch.nn.Parameter(torch.rand(n, device=dev).to(dtype))
+        param.grad = torch.rand(n, device=dev).to(dtype) * 1e-3
+        opt = torch.optim.AdamW([param], lr=1e-5)
+        opt.step()  # allocates the moments (not timed: a job's first step)
+        base: dict[str, Any] = {"op": "torch.optim.AdamW([p]).step()", "tensor_elements": n, "dtype": precision,
+                                "working_set_bytes": OPTIMIZER_TENSORS * n * size, "last_level_cache_bytes": llc_bytes,
+                                "implementation": "foreach" if device.kind != "cpu" else "single-tensor (torch's CPU "
+                                                                                         "default)"}
+        if device.kind == "cpu":
+            base["threads"] = torch.get_num_threads()
+        fig = figure(device, "optimizer", opt.step, float(n), 1, sync, settings.optimizer_budget, seams, None,
+                     precision=precision, size=n, settings=base)
+        del opt, param
+        out.append(fig)
+        on_figure(fig)
+    return out, skipped
+
+
 def transfer_figures(torch: Any, device: DeviceInfo, nbytes: int, settings: ProbeSettings, peak: Peak,
                      seams: Seams, sync: Callable[[], None],
                      on_figure: Callable[[ProbeFigure], None]) -> tuple[list[ProbeFigure], list[Skipped]]:
@@ -449,6 +500,9 @@ def probe_device(device: DeviceInfo, settings: ProbeSettings, catalog: Catalog, 
         else:
             array, how = stream_array_bytes(llc, int(psutil.virtual_memory().available))
     figures += stream_figures(torch, device, array, how, llc, settings, peaks["bandwidth"], seams, sync, report)
+    figs, skip = optimizer_figures(torch, device, array // OPTIMIZER_ARRAY_SHARE, llc, settings, seams, sync, report)
+    figures += figs
+    skipped += skip
     if gpu:
         figs, skip = transfer_figures(torch, device, settings.transfer_bytes, settings, peaks["link"], seams, sync,
                                       report)

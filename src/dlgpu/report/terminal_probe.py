@@ -12,7 +12,8 @@ from dlgpu.report.format import si
 from dlgpu.results.probe import ProbeFigure, ProbeReport, is_rate
 from dlgpu.units import format_bytes
 
-CEILING_ORDER = ("gemm:fp32", "gemm:tf32", "gemm:bf16", "gemm:fp16", "gemm:int8", "copy", "triad", "h2d:pinned",
+CEILING_ORDER = ("gemm:fp32", "gemm:tf32", "gemm:bf16", "gemm:fp16", "gemm:int8", "copy", "triad", "optimizer:bf16",
+                 "optimizer:fp32", "h2d:pinned",
                  "h2d:pageable", "d2h:pinned", "d2h:pageable", "dispatch", "launch")
 
 
@@ -20,6 +21,8 @@ def value_text(f: ProbeFigure, value: float | None = None) -> str:
     v = f.value if value is None else value
     if not is_rate(f.what):
         return f"{si(v, 's')} per {'launch' if f.what == 'launch' else 'op'}"
+    if f.what == "optimizer":
+        return f"{si(1.0 / v, 's')} per parameter"
     unit = "OP/s" if f.precision == "int8" and f.what == "gemm" else f.unit
     return si(v, unit)
 
@@ -62,7 +65,8 @@ def print_probe(console: Console, rep: ProbeReport) -> None:
     if rep.skipped:
         console.print("[dim]not measured:[/]")
         for s in rep.skipped:
-            what = f"{s.precision} GEMM" if s.what == "gemm" else s.what
+            what = (f"{s.precision} GEMM" if s.what == "gemm" else f"{s.precision} AdamW" if s.what == "optimizer"
+                    else s.what)
             console.print(f"[dim]  {escape(s.device)} {escape(what)}: {escape(s.reason)}[/]")
     for why in rep.absent.values():
         console.print(f"[dim]  {escape(why)}[/]")
@@ -84,7 +88,10 @@ def sweep_table(rep: ProbeReport) -> Table:
                      else "left")
     for f in rep.figures:
         low, high = f.spread
+        if f.what == "optimizer":  # seconds per parameter: the slower rate is the larger figure
+            low, high = high, low
         size = ("" if f.size is None else f"n={f.size}" if f.what == "gemm" else
+                f"{f.size / 1e6:,.0f}M params" if f.what == "optimizer" else
                 format_bytes(f.size * 4) if f.what in ("copy", "triad") else format_bytes(f.size))
         frac = f.fraction_of_peak
         t.add_row(f.device, f.label, size, value_text(f), f"{value_text(f, low)} - {value_text(f, high)}",

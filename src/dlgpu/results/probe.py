@@ -15,14 +15,15 @@ from typing import Any
 from .bench import DeviceInfo, MachineInfo, StepStats, machine_from_dict, quartiles
 from .vocab import PROBE_SCHEMA
 
-PROBE_KINDS: tuple[str, ...] = ("gemm", "copy", "triad", "h2d", "d2h", "dispatch", "launch")
+PROBE_KINDS: tuple[str, ...] = ("gemm", "copy", "triad", "optimizer", "h2d", "d2h", "dispatch", "launch")
 """What a probe figure measures: ``gemm`` (square matrix multiply, 2 m n k FLOPs), ``copy`` (b = a: bytes read +
-written = 2 x the array) and ``triad`` (a = b + s c: 3 x the array), STREAM-style; ``h2d``/``d2h`` (host to device
+written = 2 x the array) and ``triad`` (a = b + s c: 3 x the array), STREAM-style; ``optimizer`` (one
+``torch.optim.AdamW`` step over one large tensor: parameters updated per second, per dtype); ``h2d``/``d2h`` (host to device
 and back, pinned or pageable host memory: the bytes moved once); ``dispatch`` (one eager op on 1-element tensors,
 per call) and ``launch`` (one empty GPU kernel, per call)."""
 
-RATE_UNITS: dict[str, str] = {"gemm": "FLOP/s", "copy": "B/s", "triad": "B/s", "h2d": "B/s", "d2h": "B/s",
-                              "dispatch": "s", "launch": "s"}
+RATE_UNITS: dict[str, str] = {"gemm": "FLOP/s", "copy": "B/s", "triad": "B/s", "optimizer": "param/s",
+                              "h2d": "B/s", "d2h": "B/s", "dispatch": "s", "launch": "s"}
 """The unit of each kind's value: a rate, or seconds per call for the overheads. int8 GEMMs count integer
 operations the same way (2 m n k)."""
 
@@ -87,6 +88,8 @@ class ProbeFigure:
         """``fp32 GEMM``, ``copy``, ``h2d pinned``, ``dispatch``."""
         if self.what == "gemm":
             return f"{self.precision} GEMM"
+        if self.what == "optimizer":
+            return f"{self.precision} AdamW"
         if self.what in ("h2d", "d2h"):
             return f"{self.what} {'pinned' if self.pinned else 'pageable'}"
         return self.what
@@ -162,7 +165,7 @@ class ProbeReport:
         ``h2d:pinned``, ``dispatch``, ... (the best of each kind's settings)."""
         groups: dict[str, list[ProbeFigure]] = {}
         for f in self.of(device):
-            key = (f"gemm:{f.precision}" if f.what == "gemm" else
+            key = (f"{f.what}:{f.precision}" if f.what in ("gemm", "optimizer") else
                    f"{f.what}:{'pinned' if f.pinned else 'pageable'}" if f.what in ("h2d", "d2h") else f.what)
             groups.setdefault(key, []).append(f)
         return {k: _best(v) for k, v in groups.items()}
@@ -213,6 +216,15 @@ class MeasuredCeilings:
     bandwidth_detail: str
     gemm_flops_per_s: dict[str, float] = field(default_factory=dict)
     gemm_sizes: dict[str, int] = field(default_factory=dict)
+    optimizer_params_per_s: dict[str, float] = field(default_factory=dict)
+    """torch AdamW's update rate per dtype (``optimizer`` figures): parameters per second."""
+
+    @property
+    def optimizer_basis(self) -> str:
+        if not self.optimizer_params_per_s:
+            return "optimizer update rate: not probed"
+        parts = [f"{p} {1e9 / v:.2f} ns per parameter" for p, v in self.optimizer_params_per_s.items()]
+        return f"torch AdamW step probed ({self.source}): {', '.join(parts)}"
 
     @property
     def source(self) -> str:
@@ -253,4 +265,6 @@ def ceilings_from_doc(doc: Mapping[str, Any], device: str = "cpu") -> MeasuredCe
                             memory_bandwidth_bytes_per_s=None if bw is None else bw.value,
                             bandwidth_kind=None if bw is None else bw.what, bandwidth_detail=detail,
                             gemm_flops_per_s={p: f.value for p, f in gemm.items()},
-                            gemm_sizes={p: int(f.size or 0) for p, f in gemm.items()})
+                            gemm_sizes={p: int(f.size or 0) for p, f in gemm.items()},
+                            optimizer_params_per_s={k.split(":", 1)[1]: f.value for k, f in best.items()
+                                                    if k.startswith("optimizer:")})

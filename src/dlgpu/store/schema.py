@@ -432,13 +432,13 @@ class ProbeFigureModel(_Strict):
     samples and work give."""
 
     device: Name
-    what: Literal["gemm", "copy", "triad", "h2d", "d2h", "dispatch", "launch"]
+    what: Literal["gemm", "copy", "triad", "optimizer", "h2d", "d2h", "dispatch", "launch"]
     precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] | None
     size: Count | None
     pinned: bool | None
     work_per_step: Pos
     reps_per_step: Batch
-    unit: Literal["FLOP/s", "B/s", "s"]
+    unit: Literal["FLOP/s", "B/s", "param/s", "s"]
     value: Pos
     low: Pos
     high: Pos
@@ -472,7 +472,7 @@ class ProbeFigureModel(_Strict):
 
 class ProbeSkipped(_Strict):
     device: Name
-    what: Literal["gemm", "copy", "triad", "h2d", "d2h", "dispatch", "launch"]
+    what: Literal["gemm", "copy", "triad", "optimizer", "h2d", "d2h", "dispatch", "launch"]
     precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] | None
     reason: Str
 
