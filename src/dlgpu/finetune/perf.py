@@ -211,7 +211,7 @@ def probed_optimizer_s(gpu: GpuSpec, cfg: FinetuneConfig, params: int) -> tuple[
         return None, ""
     dtype = "fp32" if state_width(cfg) == 4 else "bf16"
     rate = rates.get(dtype)
-    if not rate:
+    if not rate or measured is None:
         return None, ""
     ratio = _optimizer_bytes(cfg)[0] / _optimizer_bytes(cfg, "adamw")[0]
     scaled = "" if cfg.optimizer == "adamw" else (f" x {ratio:.2f} ({cfg.optimizer}'s bytes per parameter against "

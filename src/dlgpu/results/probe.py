@@ -18,9 +18,9 @@ from .vocab import PROBE_SCHEMA
 PROBE_KINDS: tuple[str, ...] = ("gemm", "copy", "triad", "optimizer", "h2d", "d2h", "dispatch", "launch")
 """What a probe figure measures: ``gemm`` (square matrix multiply, 2 m n k FLOPs), ``copy`` (b = a: bytes read +
 written = 2 x the array) and ``triad`` (a = b + s c: 3 x the array), STREAM-style; ``optimizer`` (one
-``torch.optim.AdamW`` step over one large tensor: parameters updated per second, per dtype); ``h2d``/``d2h`` (host to device
-and back, pinned or pageable host memory: the bytes moved once); ``dispatch`` (one eager op on 1-element tensors,
-per call) and ``launch`` (one empty GPU kernel, per call)."""
+``torch.optim.AdamW`` step over one large tensor: parameters updated per second, per dtype); ``h2d``/``d2h`` (host
+to device and back, pinned or pageable host memory: the bytes moved once); ``dispatch`` (one eager op on
+1-element tensors, per call) and ``launch`` (one empty GPU kernel, per call)."""
 
 RATE_UNITS: dict[str, str] = {"gemm": "FLOP/s", "copy": "B/s", "triad": "B/s", "optimizer": "param/s",
                               "h2d": "B/s", "d2h": "B/s", "dispatch": "s", "launch": "s"}
