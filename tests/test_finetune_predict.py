@@ -182,8 +182,10 @@ def test_predict_finetune_json_keeps_the_prediction_fields(capsys: pytest.Captur
                    "--set", "epochs=3")
     assert doc["schema"] == "dlgpu.finetune-predict/1" and doc["source"] == "predicted"
     for key in ("peak_mem_bytes", "fits", "samples_per_s", "step_time_s", "tokens_per_s", "breakdown",
-                "largest_micro_batch", "largest_seq_len", "suggestions", "basis"):
+                "largest_micro_batch", "largest_seq_len", "suggestions", "basis", "activations_source",
+                "activations_trace"):
         assert key in doc, key
+    assert doc["activations_source"] in ("traced", "formula")
     assert doc["fits"] is True and doc["batch_size"] == 2
     assert doc["tokens_per_s"] == pytest.approx(512 * doc["samples_per_s"])  # type: ignore[operator]
     assert doc["job"]["time_s"] == pytest.approx(150_000 / doc["samples_per_s"])  # type: ignore[index,operator]

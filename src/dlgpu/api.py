@@ -243,16 +243,29 @@ def predict_llm(model: str, hardware: str, weight_format: str, task: str = "deco
 
 def predict_finetune(model: str, hardware: str, method: str | None, overrides: Mapping[str, str] | None = None,
                      batch_size: int | None = None, catalog_files: Sequence[Path] = (),
-                     db: Path | None = None) -> dict[str, Any]:
+                     db: Path | None = None, trace: bool = True) -> dict[str, Any]:
     """``dlgpu.finetune-predict/1``: a fine-tuning job (``--method``, ``--set`` keys of ``finetune.config``, ``-b`` the
     micro-batch) on a catalog GPU (``--set gpus=N`` of them), a catalog CPU or ``local``: memory per GPU by component,
-    the fit, the largest micro-batch and sequence, the step time through the calibrated roofline (``finetune``)."""
+    the fit, the largest micro-batch and sequence, the step time through the calibrated roofline (``finetune``).
+    ``trace``: the activations traced on fake tensors with the method applied (``finetune_traces``), else the
+    formula's."""
+    import contextlib
+
     from dlgpu.catalog import load_catalog
+    from dlgpu.finetune.config import parse_finetune
+    from dlgpu.finetune.model import resolve_finetune_model
+    from dlgpu.finetune.predict import JOB_KEYS
     from dlgpu.finetune.predict import predict_finetune as run
     from dlgpu.predict.calibration import load_calibration
 
+    traces = None
+    if method is not None:
+        with contextlib.suppress(BadInput):  # bad input: the prediction says it, in its own order of checks
+            resolve_finetune_model(model)
+            traces = finetune_traces(model, [parse_finetune(method, overrides or {}, batch_size,
+                                                            workload_keys=JOB_KEYS)], trace)
     return run(load_catalog(catalog_files), load_calibration(), model, hardware, method, overrides or {}, batch_size,
-               _ceilings_for(hardware, db))
+               _ceilings_for(hardware, db), traces)
 
 
 def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: float | None = None,
@@ -260,13 +273,18 @@ def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: f
                     overrides: Mapping[str, str] | None = None, batch_size: int | None = None,
                     sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
                     budget_usd: float | None = None, catalog_files: Sequence[Path] = (),
-                    db: Path | None = None) -> dict[str, Any]:
+                    db: Path | None = None, trace: bool = True) -> dict[str, Any]:
     """``dlgpu.finetune-advise/1``: can this machine fine-tune the model in time, and the cheapest GPU to buy or
     instance to rent that fits and meets the deadline, per method (``advise.finetune``); this machine's CPU predicted
-    from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same job exists."""
+    from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same job exists.
+    ``trace``: each method's activations traced on fake tensors (``finetune_traces``), else the formula's."""
+    import contextlib
+
     from dlgpu.advise.finetune import advise_finetune as run
+    from dlgpu.advise.finetune import method_config
     from dlgpu.catalog import load_catalog
     from dlgpu.finetune.config import METHODS
+    from dlgpu.finetune.model import resolve_finetune_model
     from dlgpu.predict.calibration import load_calibration
     from dlgpu.predict.targets import prediction_device
 
@@ -274,8 +292,34 @@ def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: f
     ov = dict(overrides or {})
     here = prediction_device("local", catalog, local_ceilings(db)[0])
     stored = _stored_finetune(model, methods or METHODS, {**ov, **({"seq_len": str(seq_len)} if seq_len else {})}, db)
+    traces = None
+    with contextlib.suppress(BadInput):  # bad input: the advice says it, in its own order of checks
+        resolve_finetune_model(model)
+        job_ov = {**ov, **({"seq_len": str(seq_len)} if seq_len is not None else {})}
+        traces = finetune_traces(model, [method_config(m.strip().lower(), job_ov, batch_size)
+                                         for m in (methods or METHODS)], trace)
     return run(catalog, load_calibration(), model, methods, samples, seq_len, epochs, deadline_s, ov, batch_size,
-               sources, hardware, budget_usd, here, stored)
+               sources, hardware, budget_usd, here, stored, traces)
+
+
+def finetune_traces(model: str, jobs: Sequence[Any], trace: bool = True) -> dict[str, Any]:
+    """Each job's activations traced on fake tensors with its method applied, by ``finetune.memory.trace_key``, or
+    the reason they are not (``analyze.profiles.finetune_activations``: cached, so a warm cache imports no torch);
+    handed down to ``finetune`` as plain values. ``trace`` False: every job's reason is that it was not asked."""
+    from dlgpu.finetune.memory import trace_key
+
+    out: dict[str, Any] = {}
+    for cfg in jobs:
+        key = trace_key(cfg)
+        if key in out:
+            continue
+        if not trace:
+            out[key] = "not asked (--no-trace)"
+            continue
+        from dlgpu.analyze.profiles import finetune_activations
+
+        out[key] = finetune_activations(model, cfg)
+    return out
 
 
 def _stored_finetune(model: str, methods: Sequence[str], overrides: Mapping[str, str],

@@ -1,8 +1,10 @@
 """``dlgpu advise MODEL --task finetune [--method M] --samples N --seq-len S --epochs E --deadline 12h``: can this
 machine fine-tune the model in time, and if not, the cheapest GPU to buy or instance to rent that fits and meets the
 deadline, per method (all four without ``--method``). Every figure is predicted by ``finetune`` (memory per GPU by
-component, the step through the calibrated roofline); this machine's CPU is predicted the same way from its peak,
-or measured where a stored ``dlgpu bench --task finetune`` result of the same job exists. No torch here.
+component, with each method's activations traced on fake tensors where the api hands the traces down, else the
+formula: ``per_method``'s ``activations_source``; the step through the calibrated roofline); this machine's CPU is
+predicted the same way from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same
+job exists. No torch here.
 
 Each candidate runs the job in the setup that fits and is fastest: on one GPU as asked, else with gradient
 checkpointing; on a rented instance of several GPUs data parallel (DDP), else ZeRO-2, else ZeRO-3 (each without and
@@ -19,7 +21,7 @@ from typing import Any
 from dlgpu.catalog import Catalog, GpuSpec
 from dlgpu.errors import BadInput
 from dlgpu.finetune.config import METHODS, FinetuneConfig, parse_finetune
-from dlgpu.finetune.memory import finetune_memory, largest_micro_batch
+from dlgpu.finetune.memory import Traces, finetune_memory, largest_micro_batch, trace_key
 from dlgpu.finetune.model import FtModel, resolve_finetune_model
 from dlgpu.finetune.perf import StepTime, step_time
 from dlgpu.finetune.predict import usable_of
@@ -74,7 +76,7 @@ def _variants(cfg: FinetuneConfig, gpus: int, sharding_given: bool) -> list[Fine
 
 def best_run(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, gpus: int, memory_bytes: int | None,
              cal: Calibration, catalog: Catalog, micro_batch_given: bool, sharding_given: bool,
-             dtype_given: bool) -> Run | None:
+             dtype_given: bool, traces: Traces | None = None) -> Run | None:
     """The fastest setup that fits (module docstring); the first tried (the plainest) where none fits; None where
     the device cannot run the job's precision."""
     usable = usable_of(gpu, memory_bytes)
@@ -88,13 +90,14 @@ def best_run(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, gpus: int, memor
     first: Run | None = None
     for v in _variants(cfg, gpus, sharding_given):
         if not micro_batch_given:
-            most = largest_micro_batch(model, replace(v, micro_batch=1), usable)
+            most = largest_micro_batch(model, replace(v, micro_batch=1), usable, traces)
             if most < 1:
                 if first is None:
-                    first = Run(v, finetune_memory(model, replace(v, micro_batch=1)).peak_bytes, usable, False, None)
+                    first = Run(v, finetune_memory(model, replace(v, micro_batch=1), traces).peak_bytes, usable,
+                                False, None)
                 continue
             v = replace(v, micro_batch=1 << (min(most, MAX_MICRO_BATCH).bit_length() - 1))
-        peak = finetune_memory(model, v).peak_bytes
+        peak = finetune_memory(model, v, traces).peak_bytes
         if peak > usable:
             if first is None:
                 first = Run(v, peak, usable, False, None)
@@ -127,10 +130,12 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
                     overrides: Mapping[str, str], micro_batch: int | None = None,
                     sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
                     budget_usd: float | None = None, this_machine: tuple[GpuSpec, int | None, str] | None = None,
-                    stored: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                    stored: Mapping[str, Mapping[str, Any]] | None = None,
+                    traces: Traces | None = None) -> dict[str, Any]:
     """A ``dlgpu.finetune-advise/1`` document (module docstring). ``this_machine``: this machine's CPU as
     ``predict.targets.prediction_device("local")`` gives it; ``stored``: per method, this machine's stored
-    ``dlgpu bench --task finetune`` record of the same job (``samples_per_s`` in sequences/s), if any."""
+    ``dlgpu bench --task finetune`` record of the same job (``samples_per_s`` in sequences/s), if any; ``traces``:
+    the activations traced on fake tensors by ``finetune.memory.trace_key`` (from the api), else the formula's."""
     if samples is None:
         raise BadInput("--task finetune needs --samples N (training sequences per epoch)", param="samples")
     if not samples > 0:
@@ -181,7 +186,7 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
             continue
         for m, cfg in cfgs.items():
             run = best_run(model, cfg, g, count, g.memory_bytes, cal, catalog, micro_batch is not None,
-                           "sharding" in ov, "weights_dtype" in ov)
+                           "sharding" in ov, "weights_dtype" in ov, traces)
             if run is None:
                 continue
             time_s = None if run.step is None else total_samples / run.samples_per_s
@@ -208,8 +213,9 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
             "cheapest_buy": min(buy, key=lambda c: (c["price_usd"], c["time_s"]), default=None),
             "cheapest_rent": min(rent, key=lambda c: (c["job_cost_usd"], c["time_s"]), default=None),
             "fastest": min(ok, key=lambda c: c["time_s"], default=None),
-            "fits_anywhere": any(c["fits"] for c in cands if c["method"] == m)}
-    here = _this_machine(model, cfgs, this_machine, stored or {}, total_samples, deadline_s, cal, catalog)
+            "fits_anywhere": any(c["fits"] for c in cands if c["method"] == m),
+            **_activations(model, cfgs[m], traces)}
+    here = _this_machine(model, cfgs, this_machine, stored or {}, total_samples, deadline_s, cal, catalog, traces)
     job = (f"{samples:,.0f} samples x {epochs or 1:g} epoch(s) of {seq} tokens"
            + (f" within {format_duration(deadline_s)}" if deadline_s else ""))
     verdict = _verdict(model, per_method, here, deadline_s)
@@ -220,7 +226,8 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
                 "budget_usd": budget_usd, "description": job},
         "verdict": verdict, "per_method": per_method, "this_machine": here,
         "basis": ("every figure predicted by dlgpu.finetune: memory per GPU by component (sourced bytes per "
-                  "parameter, re-derived activations), the step through the calibrated roofline; each device runs "
+                  "parameter; activations traced on fake tensors with the method applied, else re-derived: "
+                  "per_method's activations_source), the step through the calibrated roofline; each device runs "
                   "the fastest setup that fits (checkpointing, DDP/ZeRO-2/ZeRO-3 over an instance's GPUs, the largest "
                   f"power-of-two micro-batch up to {MAX_MICRO_BATCH}); bought: one card at its launch price; rented: "
                   "the instance's hourly price x the job's time"),
@@ -228,9 +235,16 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
     }
 
 
+def _activations(model: FtModel, cfg: FinetuneConfig, traces: Traces | None) -> dict[str, Any]:
+    """Where a method's activations come from: ``activations_source`` (traced or formula) and its basis."""
+    mem = finetune_memory(model, cfg, traces)
+    return {"activations_source": mem.activations_source, "activations_basis": next(
+        p.basis for p in mem.parts if p.key == "activations"), "trace_key": trace_key(cfg)}
+
+
 def _this_machine(model: FtModel, cfgs: Mapping[str, FinetuneConfig], device: tuple[GpuSpec, int | None, str] | None,
                   stored: Mapping[str, Mapping[str, Any]], total_samples: float, deadline_s: float | None,
-                  cal: Calibration, catalog: Catalog) -> dict[str, Any]:
+                  cal: Calibration, catalog: Catalog, traces: Traces | None = None) -> dict[str, Any]:
     """Each method on this machine: measured (a stored bench of the same job) or predicted from the CPU's peak
     through the roofline's CPU calibration; whether it fits its memory and meets the deadline."""
     if device is None:
@@ -238,7 +252,7 @@ def _this_machine(model: FtModel, cfgs: Mapping[str, FinetuneConfig], device: tu
     dev, memory_bytes, basis = device
     rows: list[dict[str, Any]] = []
     for m, cfg in cfgs.items():
-        mem = finetune_memory(model, cfg)
+        mem = finetune_memory(model, cfg, traces)
         usable = usable_of(dev, memory_bytes)
         fits = None if usable is None else mem.peak_bytes <= usable
         rec = stored.get(m)

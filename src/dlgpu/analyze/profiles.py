@@ -4,7 +4,12 @@ the prediction engine is handed.
 
 A cached profile is keyed by what was traced (workload, task, precision, batch, parameters, optimizer step,
 target) and by ``trace_version()``: the installed torch and the source of dlgpu's tracing and workload code.
-A cache that cannot be read or written is no cache: the trace runs again."""
+A cache that cannot be read or written is no cache: the trace runs again.
+
+A fine-tuning job's traced activations (``finetune_activations``, traced by ``finetune_trace``) are cached the same
+way, keyed by the workload, ``finetune.memory.trace_key`` (method, rank, targets, the weights' width), the dtype
+traced and the versions of torch, transformers and peft, so that ``predict``/``advise --task finetune`` with them
+cached import no torch; where torch cannot be imported and nothing is cached, the reason is returned instead."""
 
 from __future__ import annotations
 
@@ -14,12 +19,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlgpu.errors import BadInput
 from dlgpu.home import cache_dir, write_json_atomic
 from dlgpu.results import PRECISIONS, TASKS, OpProfile, memory_need, profile_from_dict
 from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec, check_task, get_workload
+
+if TYPE_CHECKING:
+    from dlgpu.finetune.config import FinetuneConfig
+    from dlgpu.finetune.memory import TracedActivations
 
 _MEMORY: dict[tuple[Any, ...], OpProfile] = {}
 _CUSTOM: dict[str, WorkloadSpec] = {}
@@ -156,3 +165,38 @@ def largest_batch(workload: str, task: str, precision: str, memory_bytes: int,
     while b < MAX_BATCH_SEARCHED and need(b + 1) <= memory_bytes:
         b += 1
     return b
+
+
+_FINETUNE: dict[tuple[str, ...], TracedActivations | str] = {}
+
+
+def finetune_activations(workload: str, job: FinetuneConfig | Mapping[str, Any]) -> TracedActivations | str:
+    """A fine-tuning job's activations traced on fake tensors with its method applied (``finetune_trace``), cached
+    in memory and on disk; or the reason they are not traced (QLoRA, MoE, no workload builds it, torch missing, the
+    trace failed: the formula stays). No torch where the figures are cached or cannot be traced."""
+    from dlgpu.finetune.memory import TracedActivations, trace_key
+
+    from .finetune_trace import NEEDS_TORCH, job_config, trace_activations, untraced_reason, versions
+
+    cfg = job_config(job)
+    spec, why = untraced_reason(workload, cfg)
+    if spec is None:
+        return why or "not traced"
+    key = ("finetune-activations", spec.name, trace_key(cfg), cfg.weights_dtype, versions())
+    if key in _FINETUNE:
+        return _FINETUNE[key]
+    path = _disk_path(key)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if path.exists():
+            got = json.loads(path.read_text())
+            out: TracedActivations | str = (TracedActivations.from_dict(got["traced"]) if got.get("traced")
+                                            else str(got["reason"]))
+            _FINETUNE[key] = out
+            return out
+    out = trace_activations(spec.name, cfg)
+    if isinstance(out, str) and out.startswith(NEEDS_TORCH):
+        return out  # not cached: installing torch makes it traceable
+    _FINETUNE[key] = out
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        write_json_atomic(path, {"traced": out.to_dict()} if isinstance(out, TracedActivations) else {"reason": out})
+    return out

@@ -30,26 +30,47 @@ Bytes per parameter, by what keeps them:
   TRL's SFTTrainer and the QLoRA recipe call) casts every fp16/bf16 parameter that is not 4-bit to fp32: the
   embedding, the head and the norms are 4 B/param (peft 0.21.2 utils/other.py).
 
-Activations kept for the backward, per token and block (a = 2 bytes, the bf16/fp16 compute width; LLM.md: "for
-SwiGLU re-derive", done here from what each operation of a Hugging Face Llama block saves with SDPA attention):
+Activations kept for the backward, per token and block: traced where the api hands a trace down (``traces``, keyed by
+``trace_key``: ``analyze.finetune_trace`` runs the forward and the loss of the model ``dlgpu bench --task finetune``
+builds, with the method applied, on fake tensors at 1 and 2 blocks and two sequence lengths and counts what
+``saved_tensors_hooks`` sees, once per storage, parameters left out; the part's basis then says "traced on fake tensors
+with the adapters applied (peft X, transformers Y, torch Z): N B per token per block"). Not traced: QLoRA (bitsandbytes'
+4-bit kernels do not run on fake tensors), MoE models (data-dependent routing), models no workload builds, runs
+without torch and nothing cached, ``--no-trace``: the formula below, with the reason in the basis. The formula (a = 2
+bytes, the bf16/fp16 compute width; LLM.md: "for SwiGLU re-derive", done here from what each operation of a Hugging
+Face Llama block saves with fused attention) agrees with the trace to the byte for the Llama/Qwen decoders in bf16,
+fp16 and fp32 (autocast), full, freeze and LoRA (tests/test_finetune_trace.py):
 
-- every block: each RMSNorm computes in fp32 and keeps its fp32 input (4h, twice); fused attention keeps q, k, v and
-  its output (a(2q + 2kv), q = heads x head_dim, kv = kv_heads x head_dim) and its fp32 log-sum-exp (4 x heads); the
-  SwiGLU keeps the gate output, the SiLU output and the up output (3af); RoPE keeps nothing per token (its cos/sin
-  need no gradient);
+- every block: each RMSNorm computes in fp32 and keeps its fp32 input (4h, twice) and its fp32 reciprocal RMS per
+  row (4 B); fused attention keeps q, k, v and its output (a(2q + 2kv), q = heads x head_dim, kv = kv_heads x
+  head_dim; grouped-query keys and values unexpanded) and its fp32 log-sum-exp (4 x heads); the SwiGLU keeps the gate
+  output, the SiLU output and the up output (3af); RoPE's cos and sin are one per position for all blocks (not per
+  block); Qwen3's RMSNorm on each head's q and k keeps their fp32 inputs (4(q + kv)) and a reciprocal per head;
 - where the block's weights train (full, freeze): each linear keeps its input for the weight gradient (q/k/v and
   gate/up share the norms' outputs, ah each; o's input is the attention output, kept already; down's is the SwiGLU
-  product, af) and each norm its normalized input for its weight's gradient (rh, r the residual stream's width);
+  product, af) and each norm its normalized input for its weight's gradient (rh, r the residual stream's width; Qwen3's
+  q and k norms a(q + kv)); under autocast (fp32 weights) every linear casts its fp32 input to bf16 itself (autocast
+  caches only casts of weights), so q, k, v and gate, up keep five copies (5ah) rather than two;
 - a LoRA adapter keeps its input cast to fp32 (peft casts the input to the adapter's dtype: 4 d_in; where the input
-  is already fp32, adapters on the same input share it) and its rank-r intermediate (4r);
-- BERT blocks (GELU, dropout, LayerNorm): Korthikanti et al.'s 34 sbh with fused attention (no s² term; LLM.md), and
-  20 sbh where the linear layers are frozen (their inputs, 14 sbh of the 34, are then not kept).
+  is already fp32, adapters on the same input share it) and its rank-r intermediate (4r); under autocast its A and B
+  cast their inputs to bf16, a copy each (a(d_in + r));
+- BERT blocks (GELU, dropout, LayerNorm; Korthikanti et al.'s per-layer count with fused attention, no s² term,
+  LLM.md): q, k, v and the attention output (4ah), the fused attention's log-sum-exp, two 1-byte dropout masks (2h),
+  the LayerNorms' inputs (2ah, fp32 under autocast) and fp32 mean and rstd (ATen's CUDA LayerNorm keeps them in its
+  accumulation type; its CPU kernel in bf16, which is why a CPU trace is 8 B lower), the GELU's input (af); where the
+  linear layers train, their inputs too: the query/key/value input (ah, 3ah under autocast), the intermediate's (ah)
+  and the output dense's (af): 34 sbh for an FFN of 4h (Korthikanti's count), 22 sbh where they are frozen (the
+  attention output stays: the fused kernel keeps it).
 - The residual stream is fp32 where the embedding is (QLoRA after ``prepare_model_for_kbit_training``) or autocast
   adds bf16 outputs to fp32 weights' results (``weights_dtype=fp32``): r = 4, else 2.
 - Gradient checkpointing (Hugging Face's, per block): each trained block keeps only its input (rh per token) plus one
-  block's activations while it is recomputed (LLM.md: "Full checkpointing: 2·s·b·h per layer plus one layer's").
-- Logits: the head's output (bf16; fp32 from QLoRA's fp32 head), the fp32 log-softmax the loss keeps and its fp32
-  gradient: T x vocab x (2 or 4 + 8) bytes (LLM.md: "4·s·b·V (fp32); upcasts and the loss gradient multiply it").
+  block's activations while it is recomputed (LLM.md: "Full checkpointing: 2·s·b·h per layer plus one layer's"); the
+  one block's figure is the traced one where there is a trace (traced without checkpointing).
+- Logits (the formula, traced or not): the head's output (bf16; fp32 from QLoRA's fp32 head), the fp32 log-softmax the
+  loss keeps and its fp32 gradient: T x vocab x (2 or 4 + 8) bytes (LLM.md: "4·s·b·V (fp32); upcasts and the loss
+  gradient multiply it"). A trace sees only what is saved: the fp32 log-softmax (4 x vocab per token) with the final
+  norm's input, RoPE's cos/sin and the labels (``TracedActivations.rest_per_token``, reported beside it), not the
+  head's output nor the loss's gradient, which live at the backward's start; so the part stays this formula.
 - Workspace (dlgpu's estimate, not a sourced figure): two FFN-wide gradient buffers of the micro-batch alive at once in
   the MLP's backward (2 x T x f x a), and for QLoRA the largest matrix dequantized to 16 bits before its matmul.
 - The optimizer step (``torch.optim.AdamW``'s default foreach implementation materializes its intermediates as a list
@@ -62,7 +83,7 @@ SwiGLU re-derive", done here from what each operation of a Hugging Face Llama bl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +116,9 @@ class Part:
 
 @dataclass(frozen=True)
 class Memory:
-    """One GPU's memory by component (``parts``), its peak, the CPU memory offload needs, the parameter counts."""
+    """One GPU's memory by component (``parts``), its peak, the CPU memory offload needs, the parameter counts;
+    where the activations came from (``activations_source``: ``traced`` or ``formula``) and the trace's figures or
+    why there are none (``activations_trace``)."""
 
     parts: tuple[Part, ...]
     peak_bytes: int
@@ -106,9 +129,68 @@ class Memory:
     trainable_params: int
     frozen_params: int
     deepspeed: dict[str, float] | None
+    activations_source: str = "formula"
+    activations_trace: dict[str, Any] | None = None
 
     def part(self, key: str) -> int:
         return next((p.bytes for p in self.parts if p.key == key), 0)
+
+
+@dataclass(frozen=True)
+class TracedActivations:
+    """What autograd saves for the backward of a job's forward and loss, traced on fake tensors with the method
+    applied (``analyze.finetune_trace``), in plain numbers: bytes per token per block (``per_block_per_token``),
+    per token outside the blocks (``rest_per_token``: embedding, final norm, head and loss, less what the first
+    block does not keep because its input needs no gradient), per block whatever the tokens (``per_block``: autocast's
+    16-bit weight copies) and fixed (``fixed``). ``residual``: the fit's relative error at a point it was not fitted
+    to. ``points``: (blocks, micro-batch, sequence, bytes) of every trace. ``key``: ``trace_key`` of the job.
+    ``versions``: peft's, transformers' and torch's. ``seconds``: the traces' own time (importing the libraries, a few
+    seconds once per process, not counted)."""
+
+    workload: str
+    key: str
+    per_block_per_token: float
+    rest_per_token: float
+    per_block: float
+    fixed: float
+    residual: float
+    points: tuple[tuple[int, int, int, int], ...]
+    versions: str
+    seconds: float
+
+    @property
+    def basis(self) -> str:
+        method = self.key.split("/")[0]
+        applied = {"lora": "the adapters applied", "full": "every weight trained",
+                   "freeze": "the top blocks trained"}.get(method, f"method {method}")
+        return f"traced on fake tensors with {applied} ({self.versions})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workload": self.workload, "key": self.key, "per_block_per_token": self.per_block_per_token,
+                "rest_per_token": self.rest_per_token, "per_block": self.per_block, "fixed": self.fixed,
+                "residual": self.residual, "points": [list(p) for p in self.points], "versions": self.versions,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TracedActivations:
+        return cls(str(d["workload"]), str(d["key"]), float(d["per_block_per_token"]), float(d["rest_per_token"]),
+                   float(d["per_block"]), float(d["fixed"]), float(d["residual"]),
+                   tuple((int(a), int(b), int(c), int(n)) for a, b, c, n in d["points"]), str(d["versions"]),
+                   float(d["seconds"]))
+
+
+Traces = Mapping[str, TracedActivations | str]
+"""Traced activations by ``trace_key``, or the reason a job was not traced (api hands them down; no torch here)."""
+
+
+def trace_key(cfg: FinetuneConfig) -> str:
+    """What a traced activation figure depends on: the method, the adapters (rank, targets) and the width the weights
+    compute in. bf16 and fp16 weights run the same operations on values of the same width, so one trace serves both
+    (tests/test_finetune_trace.py checks they trace alike); fp32 weights run under autocast, another trace. The
+    micro-batch, sequence, optimizer, sharding and checkpointing do not change a block's bytes per token."""
+    width = "fp32-autocast" if cfg.weights_dtype == "fp32" else "16-bit"
+    lora = f"/r{cfg.lora_rank}/{','.join(sorted(cfg.lora_targets))}" if cfg.trains_adapters else ""
+    return f"{cfg.method}/{width}{lora}"
 
 
 # --- what trains -------------------------------------------------------------------------------------------------
@@ -213,13 +295,20 @@ def base_bytes(frozen: list[Weight], cfg: FinetuneConfig) -> int:
 
 def _layer_saved(model: FtModel, cfg: FinetuneConfig, trains_linear: bool, resid: int) -> float:
     """Activation bytes one token leaves in one block for the backward (module docstring)."""
-    h, f = model.hidden, model.ffn
+    h, f, q, kv = model.hidden, model.ffn, model.q_dim, model.kv_dim
+    autocast = cfg.weights_dtype == "fp32"  # each linear layer casts an fp32 input to bf16 itself
+    per: float
     if model.kind == "encoder":
-        per = (34 if trains_linear else 20) * h * A / 2
-    else:
-        per = 2 * 4 * h + A * (2 * model.q_dim + 2 * model.kv_dim) + 4 * model.heads + 3 * A * f
+        norm_in = 4 if autocast else A  # the LayerNorms' inputs: fp32 where autocast adds to the fp32 stream
+        per = (4 * A * h + 2 * h + 2 * norm_in * h + A * f + 4 * model.heads + 2 * 2 * 4)
         if trains_linear:
-            per += 2 * resid * h + 2 * A * h + A * f
+            per += (3 if autocast else 1) * A * h + A * h + A * f
+    else:
+        per = 2 * (4 * h + 4) + A * (2 * q + 2 * kv) + 4 * model.heads + 3 * A * f
+        if any(w.module == "attn_q_norm" for w in model.weights):  # Qwen3: RMSNorm on each head's q and k
+            per += 4 * (q + kv) + 4 * (model.heads + model.kv_heads) + (A * (q + kv) if trains_linear else 0)
+        if trains_linear:
+            per += 2 * resid * h + (5 if autocast else 2) * A * h + A * f
     if cfg.trains_adapters:  # averaged over the blocks (MoE models may have dense first blocks)
         seen: set[tuple[int | None, str]] = set()
         extra = 0.0
@@ -227,6 +316,9 @@ def _layer_saved(model: FtModel, cfg: FinetuneConfig, trains_linear: bool, resid
             if w.role != "linear" or w.layer is None or w.module not in cfg.lora_targets:
                 continue
             routed = w.active if w.active is not None else 1
+            if autocast:  # lora_A casts its input and lora_B its input (A's output) to bf16, one copy each
+                extra += routed * A * (w.d_in + cfg.lora_rank)
+                continue
             group = (w.layer, _SHARED_INPUT.get(w.module, w.module))
             shared = resid == 4 and group in seen
             seen.add(group)
@@ -235,19 +327,31 @@ def _layer_saved(model: FtModel, cfg: FinetuneConfig, trains_linear: bool, resid
     return per
 
 
-def activation_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int) -> tuple[int, str]:
-    """Bytes kept for the backward over the micro-batch's ``tokens``, and how."""
+def activation_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int,
+                     traced: TracedActivations | None = None) -> tuple[int, str]:
+    """Bytes kept for the backward over the micro-batch's ``tokens``, and how: a block's bytes per token traced
+    (``traced``) or from ``_layer_saved``."""
     resid = residual_width(cfg)
     layers = trained_layers(model, cfg)
-    per_layer = _layer_saved(model, cfg, cfg.method in ("full", "freeze"), resid)
+    formula = _layer_saved(model, cfg, cfg.method in ("full", "freeze"), resid)
+    per_layer = formula if traced is None else traced.per_block_per_token
+    if traced is None:
+        what = f"{per_layer / model.hidden:.1f} x hidden B per token"
+    else:
+        what = f"{traced.basis}: {per_layer:,.0f} B per token per block (the formula's {formula:,.0f})"
     if cfg.checkpointing:
         total = tokens * (len(layers) * resid * model.hidden + per_layer)
         how = (f"gradient checkpointing: {len(layers)} block inputs ({resid} x hidden B per token each) + one block's "
-               f"{per_layer / model.hidden:.1f} x hidden B per token while it is recomputed")
+               f"activations while it is recomputed, {what}")
     else:
         total = tokens * len(layers) * per_layer
-        how = f"{len(layers)} blocks x {per_layer / model.hidden:.1f} x hidden B per token"
+        how = f"{len(layers)} blocks x {what}" if traced is None else f"{len(layers)} blocks, each {what}"
     return int(total), how + f", {tokens:,} tokens"
+
+
+def formula_per_block(model: FtModel, cfg: FinetuneConfig) -> float:
+    """The formula's bytes one token leaves in one trained block (``_layer_saved``), to set beside a trace."""
+    return _layer_saved(model, cfg, cfg.method in ("full", "freeze"), residual_width(cfg))
 
 
 def logits_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int) -> int:
@@ -262,8 +366,19 @@ def workspace_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int) -> int:
     return 2 * tokens * model.ffn * A + deq
 
 
-def finetune_memory(model: FtModel, cfg: FinetuneConfig) -> Memory:
-    """The job's memory on each of its GPUs (module docstring; sharding and offload: ``sharding``)."""
+def _traced(cfg: FinetuneConfig, traces: Traces | None) -> tuple[TracedActivations | None, str | None]:
+    """The trace of ``cfg``'s activations in ``traces`` (None where there is none), and the reason where none."""
+    if traces is None:
+        return None, None
+    got = traces.get(trace_key(cfg))
+    if isinstance(got, TracedActivations):
+        return got, None
+    return None, got or f"not traced for this job ({trace_key(cfg)})"
+
+
+def finetune_memory(model: FtModel, cfg: FinetuneConfig, traces: Traces | None = None) -> Memory:
+    """The job's memory on each of its GPUs (module docstring; sharding and offload: ``sharding``). ``traces``: the
+    activations traced on fake tensors by ``trace_key`` (or why not), handed down by the api; else the formula."""
     train, frozen = split(model, cfg)
     n_train = sum(w.elements for w in train)
     n_frozen = sum(w.elements for w in frozen)
@@ -277,7 +392,10 @@ def finetune_memory(model: FtModel, cfg: FinetuneConfig) -> Memory:
     sh: Shares = shard(cfg, weights, grads, master, states, base, largest,
                        grads if cfg.sharding == "ddp" else 0, n_train)
     tokens = cfg.micro_batch * cfg.seq_len
-    act, act_how = activation_bytes(model, cfg, tokens)
+    traced, untraced = _traced(cfg, traces)
+    act, act_how = activation_bytes(model, cfg, tokens, traced)
+    if traced is None and untraced:
+        act_how += f" (formula; not traced: {untraced})"
     logits = logits_bytes(model, cfg, tokens)
     work = workspace_bytes(model, cfg, tokens)
     copies = 0
@@ -324,8 +442,15 @@ def finetune_memory(model: FtModel, cfg: FinetuneConfig) -> Memory:
     peak_basis = (f"model states ({sh.basis}) + the larger of activations + logits + workspace and the optimizer "
                   "step's temporaries; CUDA context and fragmentation are the device's reserve")
     ds = deepspeed_estimate(cfg, model.params, largest) if cfg.method == "full" else None
+    trace_doc: dict[str, Any] | None
+    if traced is not None:
+        trace_doc = {**traced.to_dict(), "basis": traced.basis,
+                     "formula_per_block_per_token": formula_per_block(model, cfg),
+                     "formula_logits_per_token": logits_bytes(model, cfg, 1)}
+    else:
+        trace_doc = None if untraced is None else {"reason": untraced}
     return Memory(tuple(parts), int(peak), peak_basis, sh.cpu_bytes, sh.cpu_basis, model.params, n_train, n_frozen,
-                  ds)
+                  ds, "traced" if traced is not None else "formula", trace_doc)
 
 
 def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
@@ -344,17 +469,17 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
 MAX_MICRO_BATCH = 4096
 
 
-def largest_micro_batch(model: FtModel, cfg: FinetuneConfig, usable: int) -> int:
+def largest_micro_batch(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None) -> int:
     """The largest micro-batch (at ``cfg.seq_len``) whose peak fits ``usable`` bytes; 0 where none does."""
     from dataclasses import replace
 
-    return _largest(lambda b: finetune_memory(model, replace(cfg, micro_batch=b)).peak_bytes <= usable,
+    return _largest(lambda b: finetune_memory(model, replace(cfg, micro_batch=b), traces).peak_bytes <= usable,
                     1, MAX_MICRO_BATCH)
 
 
-def largest_seq_len(model: FtModel, cfg: FinetuneConfig, usable: int) -> int:
+def largest_seq_len(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None) -> int:
     """The longest sequence (at ``cfg.micro_batch``, at most the model's context) whose peak fits; 0 where none."""
     from dataclasses import replace
 
-    return _largest(lambda s: finetune_memory(model, replace(cfg, seq_len=s)).peak_bytes <= usable,
+    return _largest(lambda s: finetune_memory(model, replace(cfg, seq_len=s), traces).peak_bytes <= usable,
                     1, model.max_positions)

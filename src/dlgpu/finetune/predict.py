@@ -16,7 +16,7 @@ from dlgpu.predict.roofline import Calibration
 from dlgpu.results import RESERVE_BASIS, usable_memory_bytes
 
 from .config import FinetuneConfig, parse_finetune
-from .memory import Memory, finetune_memory, largest_micro_batch, largest_seq_len
+from .memory import Memory, Traces, finetune_memory, largest_micro_batch, largest_seq_len
 from .model import FtModel, resolve_finetune_model
 from .perf import StepTime, step_time
 
@@ -68,15 +68,15 @@ def check_job(model: FtModel, cfg: FinetuneConfig, device: GpuSpec) -> None:
 
 
 def evaluate(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, cal: Calibration,
-             catalog: Catalog) -> tuple[Memory, StepTime]:
-    return finetune_memory(model, cfg), step_time(model, cfg, device, cal, catalog)
+             catalog: Catalog, traces: Traces | None = None) -> tuple[Memory, StepTime]:
+    return finetune_memory(model, cfg, traces), step_time(model, cfg, device, cal, catalog)
 
 
 SUGGESTION_GPUS = (2, 4, 8)
 
 
 def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: int, cal: Calibration,
-                catalog: Catalog) -> list[dict[str, Any]]:
+                catalog: Catalog, traces: Traces | None = None) -> list[dict[str, Any]]:
     """What would make the job fit ``usable`` bytes per device: each change alone, and with checkpointing where
     alone it does not; each with its peak, whether it fits and its step time."""
     tries: list[tuple[str, FinetuneConfig]] = []
@@ -103,12 +103,12 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
                       replace(cfg, gpus=SUGGESTION_GPUS[-1], sharding="zero3", offload="optimizer")))
     out: list[dict[str, Any]] = []
     for change, new in tries:
-        mem = finetune_memory(model, new)
+        mem = finetune_memory(model, new, traces)
         fits = mem.peak_bytes <= usable
         if not fits and not new.checkpointing:
             new = replace(new, checkpointing=True)
             change += " --set checkpointing=true"
-            mem = finetune_memory(model, new)
+            mem = finetune_memory(model, new, traces)
             fits = mem.peak_bytes <= usable
         try:
             st: StepTime | None = step_time(model, new, device, cal, catalog)
@@ -127,22 +127,23 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
 
 def predict_finetune(catalog: Catalog, cal: Calibration, model_name: str, hardware: str, method: str | None,
                      overrides: Mapping[str, str], micro_batch: int | None = None,
-                     ceilings: Any = None) -> dict[str, Any]:
+                     ceilings: Any = None, traces: Traces | None = None) -> dict[str, Any]:
     """A ``dlgpu.finetune-predict/1`` document (module docstring). ``ceilings``: this machine's probed ceilings, for
-    ``local`` (``resolve_device``)."""
+    ``local`` (``resolve_device``); ``traces``: the activations traced on fake tensors (``memory.Traces``, from the
+    api), else the formula's."""
     if method is None:
         raise BadInput("--task finetune needs --method full, freeze, lora or qlora", param="method")
     cfg = parse_finetune(method, overrides, micro_batch, workload_keys=JOB_KEYS)
     model = resolve_finetune_model(model_name)
     device, memory_bytes, device_basis = resolve_device(catalog, hardware, ceilings)
     check_job(model, cfg, device)
-    mem, st = evaluate(model, cfg, device, cal, catalog)
-    return document(model, cfg, device, memory_bytes, device_basis, mem, st, cal, catalog)
+    mem, st = evaluate(model, cfg, device, cal, catalog, traces)
+    return document(model, cfg, device, memory_bytes, device_basis, mem, st, cal, catalog, traces=traces)
 
 
 def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes: int | None, device_basis: str,
              mem: Memory, st: StepTime, cal: Calibration, catalog: Catalog, with_suggestions: bool = True,
-             search: bool = True) -> dict[str, Any]:
+             search: bool = True, traces: Traces | None = None) -> dict[str, Any]:
     from dlgpu.predict.forecast import interval
 
     usable = usable_of(device, memory_bytes)
@@ -161,6 +162,7 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
         "method": cfg.method, "config": cfg.to_dict(), "description": cfg.describe(), "gpus": cfg.gpus,
         "batch_size": cfg.micro_batch,
         "peak_mem_bytes": mem.peak_bytes, "fits": fits, "memory_bytes": memory_bytes, "usable_memory_bytes": usable,
+        "activations_source": mem.activations_source, "activations_trace": mem.activations_trace,
         "samples_per_s": sps, "step_time_s": st.step_time_s, "tokens_per_s": sps * cfg.seq_len,
         "step_time_complete": st.complete,
         "interval": iv,
@@ -182,8 +184,8 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
         doc["job"] = {"samples": samples, "epochs": epochs, "time_s": total / sps,
                       "basis": f"{samples:,.0f} samples x {epochs:g} epochs at {sps:,.2f} samples/s"}
     if usable is not None and search:
-        doc["largest_micro_batch"] = largest_micro_batch(model, cfg, usable)
-        doc["largest_seq_len"] = largest_seq_len(model, cfg, usable)
+        doc["largest_micro_batch"] = largest_micro_batch(model, cfg, usable, traces)
+        doc["largest_seq_len"] = largest_seq_len(model, cfg, usable, traces)
     else:
         doc["largest_micro_batch"] = doc["largest_seq_len"] = None
     doc["reasons"] = []
@@ -194,7 +196,7 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
                           f"has {usable / 2**30:.1f} GiB usable",
                           "largest parts: " + ", ".join(f"{p['label']} {p['bytes'] / 2**30:.1f} GiB" for p in big)]
         if with_suggestions:
-            doc["suggestions"] = suggestions(model, cfg, device, usable, cal, catalog)
+            doc["suggestions"] = suggestions(model, cfg, device, usable, cal, catalog, traces)
     if not st.complete:
         doc["note"] = ("the step time is a lower bound: "
                        + "; ".join(b for b in (st.collectives_basis, st.offload_basis) if "not" in b or "no " in b))

@@ -107,6 +107,8 @@ def _finetune_flags(p: argparse.ArgumentParser) -> None:
                     help="full, freeze, lora, qlora (default: compare all four); -b is the micro-batch, --samples the "
                          "sequences per epoch, --set the job's settings (lora_rank, gpus, sharding, ...)")
     ft.add_argument("--seq-len", type=int, metavar="S", help="tokens per sample (default 512)")
+    ft.add_argument("--no-trace", action="store_true",
+                    help="size the activations by the formula, without tracing the model on fake tensors")
 
 
 def _advise_finetune(args: argparse.Namespace) -> int:
@@ -124,7 +126,7 @@ def _advise_finetune(args: argparse.Namespace) -> int:
                                   overrides=api.parse_overrides(args.overrides), batch_size=args.batch_size,
                                   sources=[s for s in ("buy", "rent") if getattr(args, s)] or ("buy", "rent"),
                                   hardware=args.hardware, budget_usd=args.budget, catalog_files=args.catalog,
-                                  db=args.db)
+                                  db=args.db, trace=not args.no_trace)
     except BadInput as exc:
         raise one_line(exc) from None
     print_finetune_advice(console(stderr=args.json), doc, args.top)
@@ -241,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
         return _advise_finetune(args)
     if args.method or args.seq_len is not None:
         raise BadInput("--method and --seq-len go with --task finetune", param="method")
+    if args.no_trace:
+        raise BadInput("--no-trace goes with --task finetune")
     workload = _workload(args)
     if args.top <= 0:
         raise BadInput(f"{args.top}: must be a positive integer", param="top")

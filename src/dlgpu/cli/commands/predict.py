@@ -33,6 +33,9 @@ def add_parser(sub: Subparsers) -> None:
                         "(--method; -b: the micro-batch; --set lora_rank=16 gpus=4 sharding=zero3 ...)")
     p.add_argument("--method", "-m", metavar="M",
                    help="--task finetune: full, freeze, lora or qlora (`--set` keys: see dlgpu.finetune.config)")
+    p.add_argument("--no-trace", action="store_true",
+                   help="--task finetune: size the activations by the formula, without tracing the model on fake "
+                        "tensors")
     add_batch_size(p)
     add_overrides(p)
     add_catalog(p)
@@ -61,7 +64,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     try:
         doc = api.predict_finetune(args.workload, args.hardware, args.method, api.parse_overrides(args.overrides),
-                                   args.batch_size, args.catalog, args.db)
+                                   args.batch_size, args.catalog, args.db, trace=not args.no_trace)
     except BadInput as exc:
         raise one_line(exc) from None
     if args.json:
@@ -100,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return _finetune(args)
     if args.method is not None:
         raise BadInput(f"--method {args.method} goes with --task finetune", param="method")
+    if args.no_trace:
+        raise BadInput("--no-trace goes with --task finetune")
 
     if is_llm_request(args.workload, args.precision, args.task):
         doc = api.predict_llm(args.workload, args.hardware, args.precision, args.task, args.batch_size,
