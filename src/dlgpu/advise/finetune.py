@@ -252,7 +252,7 @@ def _this_machine(model: FtModel, cfgs: Mapping[str, FinetuneConfig], device: tu
     dev, memory_bytes, basis = device
     rows: list[dict[str, Any]] = []
     for m, cfg in cfgs.items():
-        mem = finetune_memory(model, cfg, traces)
+        mem = finetune_memory(model, cfg, traces, cpu=dev.kind == "cpu")
         usable = usable_of(dev, memory_bytes)
         fits = None if usable is None else mem.peak_bytes <= usable
         rec = stored.get(m)

@@ -66,16 +66,22 @@ fp16 and fp32 (autocast), full, freeze and LoRA (tests/test_finetune_trace.py):
 - Gradient checkpointing (Hugging Face's, per block): each trained block keeps only its input (rh per token) plus one
   block's activations while it is recomputed (LLM.md: "Full checkpointing: 2·s·b·h per layer plus one layer's"); the
   one block's figure is the traced one where there is a trace (traced without checkpointing).
-- Logits (the formula, traced or not): the head's output (bf16; fp32 from QLoRA's fp32 head), the fp32 log-softmax the
-  loss keeps and its fp32 gradient: T x vocab x (2 or 4 + 8) bytes (LLM.md: "4·s·b·V (fp32); upcasts and the loss
-  gradient multiply it"). A trace sees only what is saved: the fp32 log-softmax (4 x vocab per token) with the final
-  norm's input, RoPE's cos/sin and the labels (``TracedActivations.rest_per_token``, reported beside it), not the
-  head's output nor the loss's gradient, which live at the backward's start; so the part stays this formula.
+- Logits (the formula, traced or not): at the start of the backward the fp32 log-softmax the loss keeps, its gradient
+  from the loss and the gradient it passes on to the logits are alive together, 12 B per token per vocabulary entry
+  (the head's output, bf16 or QLoRA's fp32, and the loss's fp32 copy of it are freed after the forward: nothing
+  saves them; in the forward the three of them with the log-softmax make 10 or 8 B). LLM.md: "4·s·b·V (fp32);
+  upcasts and the loss gradient multiply it". Measured on this CPU with transformers' ``ForCausalLMLoss`` on a
+  151,936-entry vocabulary: 12.0 B per token per entry at 128 and 256 tokens (peak RSS over the step). A trace
+  sees only what is saved: the fp32 log-softmax (4 x vocab per token) with the final norm's input, RoPE's cos/sin
+  and the labels (``TracedActivations.rest_per_token``, reported beside it), not the head's output nor the loss's
+  gradient, which live at the backward's start; so the part stays this formula.
 - Workspace (dlgpu's estimate, not a sourced figure): two FFN-wide gradient buffers of the micro-batch alive at once in
   the MLP's backward (2 x T x f x a), and for QLoRA the largest matrix dequantized to 16 bits before its matmul.
-- The optimizer step (``torch.optim.AdamW``'s default foreach implementation materializes its intermediates as a list
-  the size of a state, PyTorch's optimizer docs): a state's size more, at a time when the activations are freed; the
-  peak takes the larger of the two. DeepSpeed's fused Adam and bitsandbytes' 8-bit kernels need none.
+- The optimizer step (``torch.optim.AdamW``'s default foreach implementation, a GPU's, materializes its intermediates
+  as a list the size of a state, PyTorch's optimizer docs): a state's size more, at a time when the activations are
+  freed; the peak takes the larger of the two. On a CPU (``cpu=True``) torch's default is the single-tensor loop,
+  whose ``exp_avg_sq.sqrt() / bias_correction2_sqrt`` makes two temporaries the size of one tensor: twice the largest
+  trainable tensor's state. DeepSpeed's fused Adam and bitsandbytes' 8-bit kernels need none.
 - Framework overhead: the CUDA context and the allocator's fragmentation are the device's reserve
   (``results.USABLE_MEMORY_FRACTION``, the share ``dlgpu bench`` plans with): a job fits where its peak is within
   the usable memory."""
@@ -354,9 +360,12 @@ def formula_per_block(model: FtModel, cfg: FinetuneConfig) -> float:
     return _layer_saved(model, cfg, cfg.method in ("full", "freeze"), residual_width(cfg))
 
 
+LOGITS_BYTES = 12
+"""Bytes per token per output of the head at the peak of the loss's backward (module docstring)."""
+
+
 def logits_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int) -> int:
-    out = 4 if cfg.method == "qlora" else A
-    return tokens * model.head_outputs * (out + 8)
+    return tokens * model.head_outputs * LOGITS_BYTES
 
 
 def workspace_bytes(model: FtModel, cfg: FinetuneConfig, tokens: int) -> int:
@@ -376,7 +385,7 @@ def _traced(cfg: FinetuneConfig, traces: Traces | None) -> tuple[TracedActivatio
     return None, got or f"not traced for this job ({trace_key(cfg)})"
 
 
-def finetune_memory(model: FtModel, cfg: FinetuneConfig, traces: Traces | None = None) -> Memory:
+def finetune_memory(model: FtModel, cfg: FinetuneConfig, traces: Traces | None = None, *, cpu: bool = False) -> Memory:
     """The job's memory on each of its GPUs (module docstring; sharding and offload: ``sharding``). ``traces``: the
     activations traced on fake tensors by ``trace_key`` (or why not), handed down by the api; else the formula."""
     train, frozen = split(model, cfg)
@@ -406,7 +415,10 @@ def finetune_memory(model: FtModel, cfg: FinetuneConfig, traces: Traces | None =
             copies += A * model.vocab * model.hidden  # a tied head: the embedding table is the head's matrix
     temp = 0
     if cfg.optimizer == "adamw" and not deepspeed_mode(cfg) and cfg.offload == "none":
-        temp = state_w * n_train // (cfg.gpus if cfg.sharding == "fsdp" else 1)
+        if cpu:  # the single-tensor loop: sqrt(v) and its quotient, one tensor at a time
+            temp = 2 * state_w * max((w.elements // w.copies for w in train), default=0)
+        else:
+            temp = state_w * n_train // (cfg.gpus if cfg.sharding == "fsdp" else 1)
     what_train = {"full": "every weight", "freeze": f"the top {cfg.freeze_layers} blocks",
                   "lora": "the LoRA adapters (fp32)", "qlora": "the LoRA adapters (fp32)"}[cfg.method]
     mode = ("DeepSpeed mixed precision: 16-bit working copy" if deepspeed_mode(cfg) else
@@ -430,11 +442,14 @@ def finetune_memory(model: FtModel, cfg: FinetuneConfig, traces: Traces | None =
              or "none"),
         Part("activations", "activations", act, act_how),
         Part("logits", "logits and loss", logits,
-             f"{tokens:,} tokens x {model.head_outputs:,} outputs x {(4 if cfg.method == 'qlora' else A) + 8} B"),
+             f"{tokens:,} tokens x {model.head_outputs:,} outputs x {LOGITS_BYTES} B (the fp32 log-softmax, its "
+             "gradient and the logits' gradient at the loss's backward)"),
         Part("workspace", "workspace", work, "2 FFN-wide gradient buffers"
              + (" + the largest matrix dequantized to bf16" if cfg.method == "qlora" else "") + " (dlgpu's estimate)"),
         Part("optimizer_step", "optimizer step temporaries", temp,
-             "torch AdamW foreach: one state-sized list, while activations are freed" if temp else "none"),
+             ("torch AdamW on a CPU, tensor by tensor: sqrt(v) and its quotient for the largest tensor, while "
+              "activations are freed" if cpu else "torch AdamW foreach: one state-sized list, while activations are "
+              "freed") if temp else "none"),
     ]
     static = sum(p.bytes for p in parts if p.key in ("base_weights", "trainable_weights", "gradients",
                                                       "optimizer_states", "weight_copies"))
@@ -469,17 +484,19 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
 MAX_MICRO_BATCH = 4096
 
 
-def largest_micro_batch(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None) -> int:
+def largest_micro_batch(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None, *,
+                        cpu: bool = False) -> int:
     """The largest micro-batch (at ``cfg.seq_len``) whose peak fits ``usable`` bytes; 0 where none does."""
     from dataclasses import replace
 
-    return _largest(lambda b: finetune_memory(model, replace(cfg, micro_batch=b), traces).peak_bytes <= usable,
+    return _largest(lambda b: finetune_memory(model, replace(cfg, micro_batch=b), traces, cpu=cpu).peak_bytes <= usable,
                     1, MAX_MICRO_BATCH)
 
 
-def largest_seq_len(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None) -> int:
+def largest_seq_len(model: FtModel, cfg: FinetuneConfig, usable: int, traces: Traces | None = None, *,
+                    cpu: bool = False) -> int:
     """The longest sequence (at ``cfg.micro_batch``, at most the model's context) whose peak fits; 0 where none."""
     from dataclasses import replace
 
-    return _largest(lambda s: finetune_memory(model, replace(cfg, seq_len=s), traces).peak_bytes <= usable,
+    return _largest(lambda s: finetune_memory(model, replace(cfg, seq_len=s), traces, cpu=cpu).peak_bytes <= usable,
                     1, model.max_positions)

@@ -69,7 +69,7 @@ def check_job(model: FtModel, cfg: FinetuneConfig, device: GpuSpec) -> None:
 
 def evaluate(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, cal: Calibration,
              catalog: Catalog, traces: Traces | None = None) -> tuple[Memory, StepTime]:
-    return finetune_memory(model, cfg, traces), step_time(model, cfg, device, cal, catalog)
+    return finetune_memory(model, cfg, traces, cpu=device.kind == "cpu"), step_time(model, cfg, device, cal, catalog)
 
 
 SUGGESTION_GPUS = (2, 4, 8)
@@ -103,12 +103,12 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
                       replace(cfg, gpus=SUGGESTION_GPUS[-1], sharding="zero3", offload="optimizer")))
     out: list[dict[str, Any]] = []
     for change, new in tries:
-        mem = finetune_memory(model, new, traces)
+        mem = finetune_memory(model, new, traces, cpu=device.kind == "cpu")
         fits = mem.peak_bytes <= usable
         if not fits and not new.checkpointing:
             new = replace(new, checkpointing=True)
             change += " --set checkpointing=true"
-            mem = finetune_memory(model, new, traces)
+            mem = finetune_memory(model, new, traces, cpu=device.kind == "cpu")
             fits = mem.peak_bytes <= usable
         try:
             st: StepTime | None = step_time(model, new, device, cal, catalog)
@@ -184,8 +184,8 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
         doc["job"] = {"samples": samples, "epochs": epochs, "time_s": total / sps,
                       "basis": f"{samples:,.0f} samples x {epochs:g} epochs at {sps:,.2f} samples/s"}
     if usable is not None and search:
-        doc["largest_micro_batch"] = largest_micro_batch(model, cfg, usable, traces)
-        doc["largest_seq_len"] = largest_seq_len(model, cfg, usable, traces)
+        doc["largest_micro_batch"] = largest_micro_batch(model, cfg, usable, traces, cpu=device.kind == "cpu")
+        doc["largest_seq_len"] = largest_seq_len(model, cfg, usable, traces, cpu=device.kind == "cpu")
     else:
         doc["largest_micro_batch"] = doc["largest_seq_len"] = None
     doc["reasons"] = []

@@ -99,8 +99,11 @@ def print_finetune_prediction(console: Console, doc: dict[str, Any]) -> None:
         console.print(f"[dim]collectives: {escape(basis['collectives'])}[/]")
     if cfg["offload"] != "none":
         console.print(f"[dim]{escape(basis['offload'])}[/]")
-    console.print("[dim]memory: sourced per-parameter bytes and re-derived activations (finetune.memory); "
-                  "`--json` has every figure with its basis[/]")
+    acts = ("activations traced on fake tensors with the method applied" if doc.get("activations_source") == "traced"
+            else "activations from re-derived formulas (not traced: "
+            + str((doc.get("activations_trace") or {}).get("reason") or "see --json") + ")")
+    console.print(f"[dim]memory: sourced per-parameter bytes, {escape(acts)} (finetune.memory); `--json` has every "
+                  "figure with its basis[/]")
 
 
 def print_finetune_advice(console: Console, doc: dict[str, Any], top: int = 15) -> None:

@@ -26,9 +26,10 @@ ENCODER_TARGETS: dict[str, str | None] = {
     "o_proj": r"attention\.output\.dense",
     "gate_proj": None,  # BERT's FFN is dense -> GELU -> dense: no gate
     "up_proj": r"intermediate\.dense",
-    "down_proj": r"layer\.\d+\.output\.dense",
+    "down_proj": r"output\.dense",  # right after "layer.N.": not the attention's output.dense
 }
-"""A BERT layer's module (a regular expression on its name, after ``.layer.N.``) for each decoder-style LoRA target."""
+"""A BERT layer's module (a regular expression on its name, matched right after ``.layer.N.``) for each decoder-style
+LoRA target."""
 
 
 def finetune_kind(spec: WorkloadSpec) -> str | None:

@@ -195,9 +195,6 @@ def lora_target_modules(model: nn.Module, kind: str, targets: tuple[str, ...]) -
                          "o_proj, up_proj, down_proj equivalents)")
     rx = re.compile(rf"{re.escape(stack_name)}\.\d+\.(?:{'|'.join(patterns)})$")
     found = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)]
-    # down_proj's "layer.N.output.dense" must not also take "attention.output.dense"
-    if "o_proj" not in targets:
-        found = [n for n in found if not n.endswith("attention.output.dense")]
     return found
 
 
