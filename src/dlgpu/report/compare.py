@@ -19,6 +19,8 @@ from dlgpu.home import utc_now
 from dlgpu.results import ADVISE_SCHEMA, BENCH_SCHEMA, PREDICT_SCHEMA
 
 from .compare_advice import advice_table, advise_panel, time_cost_chart
+from .compare_finetune import config_key as finetune_config_key
+from .compare_finetune import finetune_entries, finetune_fields, finetune_section
 from .compare_llm import llm_fields, llm_section
 from .compare_tabular import TabularCurve, tabular_fields, tabular_section
 from .model import (
@@ -95,6 +97,8 @@ class Entry:
     peak_mem_kind: str | None = None
     # tabular results (``report.compare_tabular``): params (rows, features, trees, depth), threads, accuracy
     tabular: dict[str, Any] | None = field(default=None, compare=False)
+    # fine-tuning results (``report.compare_finetune``): the job as measured, parameters, bytes by kind
+    finetune: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _over(d: Mapping[str, Any] | None) -> str:
@@ -145,7 +149,7 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")), contended=bool(r.get("contended")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
             overrides=_over(r.get("overrides")), **_rent(catalog, row), **llm_fields(r, r["workload"]),
-            **tabular_fields(r, r["workload"])))
+            **tabular_fields(r, r["workload"]), **finetune_fields(r)))
     return out
 
 
@@ -201,15 +205,16 @@ RECONCILE_RULE = ("several measurements of one configuration on one machine are 
 
 def reconcile(entries: Sequence[Entry]) -> list[Entry]:
     """Measured entries of the same configuration (workload and parameters, task, precision, batch, device key,
-    runtime) from several runs become one: ``RECONCILE_RULE``. The entry nearest the median lends its other
-    figures."""
-    groups: dict[tuple[str, str, str, int, str, str], list[Entry]] = {}
+    runtime; a fine-tuning job as measured, ``compare_finetune.config_key``) from several runs become one:
+    ``RECONCILE_RULE``. The entry nearest the median lends its other figures."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
     out: list[Entry] = []
     for e in entries:
         if e.source != "measured":
             out.append(e)
             continue
-        groups.setdefault((_what(e), e.task, e.precision, e.batch, e.key, e.runtime), []).append(e)
+        what = finetune_config_key(e) if e.finetune is not None else _what(e)
+        groups.setdefault((what, e.task, e.precision, e.batch, e.key, e.runtime), []).append(e)
     for group in groups.values():
         if len(group) == 1:
             out.append(group[0])
@@ -324,6 +329,8 @@ def precision_table(entries: Sequence[Entry]) -> Table:
     groups: dict[tuple[str, str, str, str, int], dict[str, Entry]] = {}
     labels: dict[str, str] = {}
     for e in entries:
+        if e.finetune is not None:  # a fine-tuning precision is the weights' dtype: the fine-tuning section has it
+            continue
         groups.setdefault((_what(e), e.task, e.key, e.source, e.batch), {})[e.precision] = e
         labels[e.key] = e.label
     rows = []
@@ -547,8 +554,9 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     accuracy, errors = accuracy_table(entries)
     llm_tables, llm_charts = llm_section(entries, per_run)  # none without LLM results
     tab_tables, tab_charts = tabular_section(entries, tabular_curves)  # none without tabular results
+    ft_tables = finetune_section(entries)  # none without fine-tuning results
     tables: tuple[Table, ...] = (train, inference_table(entries), infer_time, precision_table(entries),
-                                 power_table(entries), value, accuracy, *llm_tables, *tab_tables)
+                                 power_table(entries), value, accuracy, *llm_tables, *tab_tables, *ft_tables)
     charts: tuple[Chart, ...] = (
         BarChart("speedup", "Training speedup over the CPU at fp32", "x", True, tuple(speed_bars)),
         BarChart("train_time", "Time to train (the workload's real task)", "s", True, tuple(time_bars)),
@@ -571,6 +579,10 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     if any(e.contended or e.contended_left_out for e in entries):
         notes.append("Contended: measured while other processes took more than their share of the CPUs (each "
                      "result's contention in --json); such a figure is used only where no other exists.")
+    if ft_tables:
+        n = len(finetune_entries(entries))
+        notes.append(f"{n} fine-tuning figure{'s' if n != 1 else ''}: the 'Fine-tuning' tables (the training-time and "
+                     "mixed-precision tables leave them out).")
     if not any(math.isfinite(x) for x in errors):
         notes.append("No measurement and prediction share a workload, task, precision, batch and device, so there "
                      "is no prediction error to show (predict with the same -b as the bench run).")

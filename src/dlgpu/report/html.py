@@ -10,6 +10,7 @@ from typing import Any
 
 from dlgpu.report.format import MISSING, SOURCE_MARKS, SOURCE_WORDS, finite, format_cell_parts, source_words
 from dlgpu.report.model import (
+    FINETUNE_SECTION,
     LLM_SECTION,
     PANEL_LABELS,
     SECTION_TITLES,
@@ -206,6 +207,11 @@ SECTION_INTROS: dict[str, str] = {
                       "then that time against rows, one line per device and library (log-log), with where a CPU and a "
                       "GPU line cross marked: computed where both were measured at the same rows, predicted where a "
                       "model's line is drawn."),
+    FINETUNE_SECTION: ("Measured fine-tuning steps (dlgpu bench --task finetune --method full|freeze|lora|qlora): per "
+                       "configuration its step time, tokens/s, samples/s, peak memory, trainable and total parameters "
+                       "and the bytes of weights, gradients and optimizer state; then, where several methods of one "
+                       "model were measured on one device at the same seq_len and batch, each against the baseline "
+                       "(full fine-tuning where measured)."),
 }
 
 

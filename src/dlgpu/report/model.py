@@ -27,7 +27,10 @@ LLM_SECTION = "llm"
 ``SECTION_TITLES[LLM_SECTION]``; a table or chart with no section sits in the usual flow."""
 TABULAR_SECTION = "tabular"
 """``section`` of the tabular tables and charts (``report.compare_tabular``: trees and classical ML)."""
-SECTION_TITLES: dict[str, str] = {LLM_SECTION: "LLM inference", TABULAR_SECTION: "Tabular: trees and classical ML"}
+FINETUNE_SECTION = "finetune"
+"""``section`` of the fine-tuning tables (``report.compare_finetune``: measured ``--task finetune`` results)."""
+SECTION_TITLES: dict[str, str] = {LLM_SECTION: "LLM inference", TABULAR_SECTION: "Tabular: trees and classical ML",
+                                  FINETUNE_SECTION: "Fine-tuning"}
 
 
 def section_of(item: object) -> str:
@@ -74,7 +77,7 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
-    section: str = ""  # "" or a section key: LLM_SECTION, TABULAR_SECTION
+    section: str = ""  # "" or a section key: LLM_SECTION, TABULAR_SECTION, FINETUNE_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "caption": self.caption,
