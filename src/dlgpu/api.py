@@ -36,6 +36,9 @@ from dlgpu.workloads.select import find_workloads, parse_overrides, resolve_work
 
 if TYPE_CHECKING:
     from dlgpu.catalog import HardwareEntry, HardwareListing
+    from dlgpu.finetune.config import FinetuneConfig
+    from dlgpu.finetune.model import FtModel
+    from dlgpu.finetune.perf import StepProfiles
     from dlgpu.measure.suite import BenchObserver
     from dlgpu.measure.timer import Budget
     from dlgpu.report.model import Comparison
@@ -247,8 +250,8 @@ def predict_finetune(model: str, hardware: str, method: str | None, overrides: M
     """``dlgpu.finetune-predict/1``: a fine-tuning job (``--method``, ``--set`` keys of ``finetune.config``, ``-b`` the
     micro-batch) on a catalog GPU (``--set gpus=N`` of them), a catalog CPU or ``local``: memory per GPU by component,
     the fit, the largest micro-batch and sequence, the step time through the calibrated roofline (``finetune``).
-    ``trace``: the activations traced on fake tensors with the method applied (``finetune_traces``), else the
-    formula's."""
+    ``trace``: the activations and the step's operators traced on fake tensors with the method applied
+    (``finetune_traces``, ``finetune_step_profiles``), else the formula's and the written-out profile."""
     import contextlib
 
     from dlgpu.catalog import load_catalog
@@ -265,7 +268,7 @@ def predict_finetune(model: str, hardware: str, method: str | None, overrides: M
             traces = finetune_traces(model, [parse_finetune(method, overrides or {}, batch_size,
                                                             workload_keys=JOB_KEYS)], trace)
     return run(load_catalog(catalog_files), load_calibration(), model, hardware, method, overrides or {}, batch_size,
-               _ceilings_for(hardware, db), traces)
+               _ceilings_for(hardware, db), traces, finetune_step_profiles(model, trace))
 
 
 def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: float | None = None,
@@ -277,7 +280,8 @@ def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: f
     """``dlgpu.finetune-advise/1``: can this machine fine-tune the model in time, and the cheapest GPU to buy or
     instance to rent that fits and meets the deadline, per method (``advise.finetune``); this machine's CPU predicted
     from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same job exists.
-    ``trace``: each method's activations traced on fake tensors (``finetune_traces``), else the formula's."""
+    ``trace``: each method's activations and each setup's step traced on fake tensors (``finetune_traces``,
+    ``finetune_step_profiles``), else the formula's and the written-out profile."""
     import contextlib
 
     from dlgpu.advise.finetune import advise_finetune as run
@@ -299,7 +303,7 @@ def advise_finetune(model: str, methods: Sequence[str] | None = None, samples: f
         traces = finetune_traces(model, [method_config(m.strip().lower(), job_ov, batch_size)
                                          for m in (methods or METHODS)], trace)
     return run(catalog, load_calibration(), model, methods, samples, seq_len, epochs, deadline_s, ov, batch_size,
-               sources, hardware, budget_usd, here, stored, traces)
+               sources, hardware, budget_usd, here, stored, traces, finetune_step_profiles(model, trace))
 
 
 def finetune_traces(model: str, jobs: Sequence[Any], trace: bool = True) -> dict[str, Any]:
@@ -320,6 +324,30 @@ def finetune_traces(model: str, jobs: Sequence[Any], trace: bool = True) -> dict
 
         out[key] = finetune_activations(model, cfg)
     return out
+
+
+def finetune_step_profiles(model: str, trace: bool = True) -> StepProfiles:
+    """The ``finetune.perf.StepProfiles`` source for ``model``: each job's step traced on fake tensors with its
+    method applied, composed to the full model (``analyze.profiles.finetune_step_profile``: cached in memory and on
+    disk, so a warm cache imports no torch), or the reason it is not. ``trace`` False: the reason is that it was not
+    asked."""
+
+    def not_asked(ft: FtModel, cfg: FinetuneConfig, target: str) -> OpProfile | str:
+        return "not asked (--no-trace)"
+
+    if not trace:
+        return not_asked
+    memo: dict[tuple[str, str, str], OpProfile | str] = {}
+
+    def traced(ft: FtModel, cfg: FinetuneConfig, target: str) -> OpProfile | str:
+        key = (ft.id, repr(cfg), target)
+        if key not in memo:
+            from dlgpu.analyze.profiles import finetune_step_profile
+
+            memo[key] = finetune_step_profile(model, ft, cfg, target)
+        return memo[key]
+
+    return traced
 
 
 def _stored_finetune(model: str, methods: Sequence[str], overrides: Mapping[str, str],

@@ -2,9 +2,10 @@
 machine fine-tune the model in time, and if not, the cheapest GPU to buy or instance to rent that fits and meets the
 deadline, per method (all four without ``--method``). Every figure is predicted by ``finetune`` (memory per GPU by
 component, with each method's activations traced on fake tensors where the api hands the traces down, else the
-formula: ``per_method``'s ``activations_source``; the step through the calibrated roofline); this machine's CPU is
-predicted the same way from its peak, or measured where a stored ``dlgpu bench --task finetune`` result of the same
-job exists. No torch here.
+formula: ``per_method``'s ``activations_source``; the step through the calibrated roofline, its operators traced on
+fake tensors per method, micro-batch and checkpointing where the api hands a ``StepProfiles`` source down, else
+written out: each candidate's ``profile_source``); this machine's CPU is predicted the same way from its peak, or
+measured where a stored ``dlgpu bench --task finetune`` result of the same job exists. No torch here.
 
 Each candidate runs the job in the setup that fits and is fastest: on one GPU as asked, else with gradient
 checkpointing; on a rented instance of several GPUs data parallel (DDP), else ZeRO-2, else ZeRO-3 (each without and
@@ -23,7 +24,7 @@ from dlgpu.errors import BadInput
 from dlgpu.finetune.config import METHODS, FinetuneConfig, parse_finetune
 from dlgpu.finetune.memory import Traces, finetune_memory, largest_micro_batch, trace_key
 from dlgpu.finetune.model import FtModel, resolve_finetune_model
-from dlgpu.finetune.perf import StepTime, step_time
+from dlgpu.finetune.perf import StepProfiles, StepTime, step_time, traced_profile
 from dlgpu.finetune.predict import usable_of
 from dlgpu.home import dlgpu_version, utc_now
 from dlgpu.predict.roofline import Calibration, precision_reason
@@ -76,7 +77,7 @@ def _variants(cfg: FinetuneConfig, gpus: int, sharding_given: bool) -> list[Fine
 
 def best_run(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, gpus: int, memory_bytes: int | None,
              cal: Calibration, catalog: Catalog, micro_batch_given: bool, sharding_given: bool,
-             dtype_given: bool, traces: Traces | None = None) -> Run | None:
+             dtype_given: bool, traces: Traces | None = None, profiles: StepProfiles | None = None) -> Run | None:
     """The fastest setup that fits (module docstring); the first tried (the plainest) where none fits; None where
     the device cannot run the job's precision."""
     usable = usable_of(gpu, memory_bytes)
@@ -103,7 +104,7 @@ def best_run(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, gpus: int, memor
                 first = Run(v, peak, usable, False, None)
             continue
         try:
-            st = step_time(model, v, gpu, cal, catalog)
+            st = step_time(model, v, gpu, cal, catalog, traced_profile(profiles, model, v, gpu))
         except BadInput:
             continue
         run = Run(v, peak, usable, True, st)
@@ -131,11 +132,13 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
                     sources: Sequence[str] = ("buy", "rent"), hardware: Sequence[str] = (),
                     budget_usd: float | None = None, this_machine: tuple[GpuSpec, int | None, str] | None = None,
                     stored: Mapping[str, Mapping[str, Any]] | None = None,
-                    traces: Traces | None = None) -> dict[str, Any]:
+                    traces: Traces | None = None, profiles: StepProfiles | None = None) -> dict[str, Any]:
     """A ``dlgpu.finetune-advise/1`` document (module docstring). ``this_machine``: this machine's CPU as
     ``predict.targets.prediction_device("local")`` gives it; ``stored``: per method, this machine's stored
     ``dlgpu bench --task finetune`` record of the same job (``samples_per_s`` in sequences/s), if any; ``traces``:
-    the activations traced on fake tensors by ``finetune.memory.trace_key`` (from the api), else the formula's."""
+    the activations traced on fake tensors by ``finetune.memory.trace_key`` (from the api), else the formula's;
+    ``profiles``: each setup's step traced on fake tensors (``finetune.perf.StepProfiles``: one trace per method,
+    micro-batch and checkpointing, cached), else the written-out profile."""
     if samples is None:
         raise BadInput("--task finetune needs --samples N (training sequences per epoch)", param="samples")
     if not samples > 0:
@@ -186,7 +189,7 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
             continue
         for m, cfg in cfgs.items():
             run = best_run(model, cfg, g, count, g.memory_bytes, cal, catalog, micro_batch is not None,
-                           "sharding" in ov, "weights_dtype" in ov, traces)
+                           "sharding" in ov, "weights_dtype" in ov, traces, profiles)
             if run is None:
                 continue
             time_s = None if run.step is None else total_samples / run.samples_per_s
@@ -202,6 +205,7 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
                 "tokens_per_s": run.samples_per_s * run.cfg.seq_len if run.step else None,
                 "step_time_s": None if run.step is None else run.step.step_time_s,
                 "step_time_complete": None if run.step is None else run.step.complete,
+                "profile_source": None if run.step is None else run.step.profile_source,
                 "time_s": time_s, "meets": meets, "price_usd": price, "price_usd_per_hour": hourly,
                 "job_cost_usd": job_cost, "cost_basis": cost_basis})
     per_method: dict[str, dict[str, Any]] = {}
@@ -215,7 +219,8 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
             "fastest": min(ok, key=lambda c: c["time_s"], default=None),
             "fits_anywhere": any(c["fits"] for c in cands if c["method"] == m),
             **_activations(model, cfgs[m], traces)}
-    here = _this_machine(model, cfgs, this_machine, stored or {}, total_samples, deadline_s, cal, catalog, traces)
+    here = _this_machine(model, cfgs, this_machine, stored or {}, total_samples, deadline_s, cal, catalog, traces,
+                         profiles)
     job = (f"{samples:,.0f} samples x {epochs or 1:g} epoch(s) of {seq} tokens"
            + (f" within {format_duration(deadline_s)}" if deadline_s else ""))
     verdict = _verdict(model, per_method, here, deadline_s)
@@ -227,7 +232,8 @@ def advise_finetune(catalog: Catalog, cal: Calibration, model_name: str, methods
         "verdict": verdict, "per_method": per_method, "this_machine": here,
         "basis": ("every figure predicted by dlgpu.finetune: memory per GPU by component (sourced bytes per "
                   "parameter; activations traced on fake tensors with the method applied, else re-derived: "
-                  "per_method's activations_source), the step through the calibrated roofline; each device runs "
+                  "per_method's activations_source), the step through the calibrated roofline (its operators traced "
+                  "on fake tensors, else written out: each candidate's profile_source); each device runs "
                   "the fastest setup that fits (checkpointing, DDP/ZeRO-2/ZeRO-3 over an instance's GPUs, the largest "
                   f"power-of-two micro-batch up to {MAX_MICRO_BATCH}); bought: one card at its launch price; rented: "
                   "the instance's hourly price x the job's time"),
@@ -244,7 +250,8 @@ def _activations(model: FtModel, cfg: FinetuneConfig, traces: Traces | None) -> 
 
 def _this_machine(model: FtModel, cfgs: Mapping[str, FinetuneConfig], device: tuple[GpuSpec, int | None, str] | None,
                   stored: Mapping[str, Mapping[str, Any]], total_samples: float, deadline_s: float | None,
-                  cal: Calibration, catalog: Catalog, traces: Traces | None = None) -> dict[str, Any]:
+                  cal: Calibration, catalog: Catalog, traces: Traces | None = None,
+                  profiles: StepProfiles | None = None) -> dict[str, Any]:
     """Each method on this machine: measured (a stored bench of the same job) or predicted from the CPU's peak
     through the roofline's CPU calibration; whether it fits its memory and meets the deadline."""
     if device is None:
@@ -262,14 +269,14 @@ def _this_machine(model: FtModel, cfgs: Mapping[str, FinetuneConfig], device: tu
                                     f"at micro-batch {rec.get('batch_size')}")
         else:
             try:
-                st = step_time(model, cfg, dev, cal, catalog)
+                st = step_time(model, cfg, dev, cal, catalog, traced_profile(profiles, model, cfg, dev))
             except BadInput as exc:
                 rows.append({"method": m, "fits": fits, "peak_mem_bytes": mem.peak_bytes, "time_s": None,
                              "meets": None, "source": "not predicted", "basis": exc.message})
                 continue
             sps = cfg.samples_per_step / st.step_time_s
             src, how = "predicted", ("from the CPU's peak through the roofline's CPU efficiencies (fitted to "
-                                     f"`dlgpu bench` on CPUs); {basis}")
+                                     f"`dlgpu bench` on CPUs); {st.profile_basis}; {basis}")
         time_s = total_samples / sps
         meets = bool(fits is not False and (deadline_s is None or time_s <= deadline_s))
         rows.append({"method": m, "fits": fits, "peak_mem_bytes": mem.peak_bytes, "usable_bytes": usable,

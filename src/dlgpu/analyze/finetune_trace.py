@@ -168,7 +168,7 @@ def _trace(spec: WorkloadSpec, cfg: FinetuneConfig, seq_lens: tuple[int, int]) -
     points: list[tuple[int, int, int, int]] = []
     for blocks, sizes in runs.items():
         mode, rec = FakeTensorMode(allow_non_fake_inputs=True), OpRecorder()
-        with mode, rec, _no_init(), _converted_in_place(), warnings.catch_warnings():
+        with mode, rec, _no_init(), _converted_in_place(), _copies_keep_the_fake_mode(), warnings.catch_warnings():
             # peft deep-copies a trained task head (BERT's), which asks a fake tensor for its data pointer
             warnings.filterwarnings("ignore", message=".*data pointer of FakeTensor.*")
             torch.manual_seed(0)
@@ -203,9 +203,11 @@ def _solve(workload: str, cfg: FinetuneConfig, points: list[tuple[int, int, int,
                              residual, tuple(points), versions(), seconds)
 
 
-def _reduced(spec: WorkloadSpec, params: Mapping[str, Any], cfg: FinetuneConfig, blocks: int, seq_len: int) -> Any:
-    """The bench's ``FinetuneWorkload`` of ``spec`` with ``blocks`` blocks, every one of them trained under method
-    freeze (the real job's lowest trained block also takes an input that needs no gradient), without checkpointing."""
+def _reduced(spec: WorkloadSpec, params: Mapping[str, Any], cfg: FinetuneConfig, blocks: int, seq_len: int,
+             trained: int | None = None, checkpointing: bool = False) -> Any:
+    """The bench's ``FinetuneWorkload`` of ``spec`` with ``blocks`` blocks, under method freeze the top ``trained`` of
+    them trained (default every one: the real job's lowest trained block also takes an input that needs no gradient),
+    with gradient checkpointing where ``checkpointing`` (the bench's own: transformers', non-reentrant)."""
     from torch import nn
 
     from dlgpu.workloads.models.finetune import FinetuneWorkload, layer_stack
@@ -223,8 +225,9 @@ def _reduced(spec: WorkloadSpec, params: Mapping[str, Any], cfg: FinetuneConfig,
     shape = spec.extra.get("shape")
     if shape is not None:  # decoders: the catalog shape's layers become the config's num_hidden_layers
         spec = replace(spec, extra={**spec.extra, "shape": replace(shape, layers=blocks)})
-    job = {**cfg.to_dict(), "seq_len": seq_len, "freeze_layers": blocks, "checkpointing": False, "grad_accum": 1,
-           "optimizer": "adamw"}  # the optimizer keeps no state before its first step: it changes nothing here
+    # the optimizer keeps no state before its first step: it changes nothing here
+    job = {**cfg.to_dict(), "seq_len": seq_len, "freeze_layers": blocks if trained is None else trained,
+           "checkpointing": checkpointing, "grad_accum": 1, "optimizer": "adamw"}
     with _encoder_layers(spec, blocks):
         wl = Reduced(spec, params, job)
     _, stack = layer_stack(wl.model)
@@ -309,6 +312,31 @@ def _converted_in_place() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _copies_keep_the_fake_mode() -> Iterator[None]:
+    """``copy.deepcopy`` of a fake tensor (peft copies a trained task head, BERT's span classifier, into its
+    ``modules_to_save``) copies the tensor's ``__dict__``, its ``fake_mode`` with it: a second ``FakeTensorMode``
+    sharing the first one's native state, whose release corrupts the heap (a later trace in the process crashes in
+    malloc, torch 2.14). Within this block a mode deep-copies to itself: the copied tensor belongs to the same mode,
+    as one cloned in it does."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    had = "__deepcopy__" in FakeTensorMode.__dict__
+    original = FakeTensorMode.__dict__.get("__deepcopy__")
+
+    def same(self: Any, memo: dict[int, Any]) -> Any:
+        return self
+
+    FakeTensorMode.__deepcopy__ = same  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if had:
+            FakeTensorMode.__deepcopy__ = original  # type: ignore[attr-defined]
+        else:
+            del FakeTensorMode.__deepcopy__  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
 def _masks_as_on_a_device() -> Iterator[None]:
     """transformers takes a fake tensor for a graph being traced (``is_tracing``) and then never leaves the attention
     mask out, so SDPA would get a materialized causal mask, and grouped-query attention keys and values expanded to
@@ -337,7 +365,7 @@ def _fused_attention() -> Iterator[None]:
     import torch
     import torch.nn.functional as F
 
-    original, original_dropout = F.scaled_dot_product_attention, F.dropout
+    original = F.scaled_dot_product_attention
 
     class Fused(torch.autograd.Function):
         @staticmethod
@@ -368,16 +396,31 @@ def _fused_attention() -> Iterator[None]:
                                             {"dropout_p": 0.0, "is_causal": is_causal, "scale": scale, **kw})
         return out
 
+    F.scaled_dot_product_attention = fused  # type: ignore[assignment]
+    try:
+        with _cuda_dropout():
+            yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+@contextlib.contextmanager
+def _cuda_dropout() -> Iterator[None]:
+    """Dropout as CUDA runs it: ``native_dropout``, one kernel writing the output and a 1-byte mask (the CPU's own path
+    draws a mask in the input's dtype and multiplies by it)."""
+    import torch
+    import torch.nn.functional as F
+
+    original = F.dropout
+
     def dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
         if not training or p == 0.0:
             return input
         out: torch.Tensor = torch.ops.aten.native_dropout(input, p, True)[0]
         return out
 
-    F.scaled_dot_product_attention = fused  # type: ignore[assignment]
     F.dropout = dropout
     try:
         yield
     finally:
-        F.scaled_dot_product_attention = original
-        F.dropout = original_dropout
+        F.dropout = original

@@ -9,7 +9,9 @@ A cache that cannot be read or written is no cache: the trace runs again.
 A fine-tuning job's traced activations (``finetune_activations``, traced by ``finetune_trace``) are cached the same
 way, keyed by the workload, ``finetune.memory.trace_key`` (method, rank, targets, the weights' width), the dtype
 traced and the versions of torch, transformers and peft, so that ``predict``/``advise --task finetune`` with them
-cached import no torch; where torch cannot be imported and nothing is cached, the reason is returned instead."""
+cached import no torch; where torch cannot be imported and nothing is cached, the reason is returned instead. So is a
+fine-tuning job's traced step (``finetune_step_parts``, traced by ``finetune_profile``), keyed by everything that
+changes its operators (``finetune_profile.step_key``) and composed per job without torch (``finetune_step_profile``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ from dlgpu.workloads.registry import DECODE_BATCH, WorkloadSpec, check_task, get
 if TYPE_CHECKING:
     from dlgpu.finetune.config import FinetuneConfig
     from dlgpu.finetune.memory import TracedActivations
+    from dlgpu.finetune.model import FtModel
+
+    from .finetune_profile import StepParts
 
 _MEMORY: dict[tuple[Any, ...], OpProfile] = {}
 _CUSTOM: dict[str, WorkloadSpec] = {}
@@ -200,3 +205,57 @@ def finetune_activations(workload: str, job: FinetuneConfig | Mapping[str, Any])
     with contextlib.suppress(OSError, ValueError, TypeError):
         write_json_atomic(path, {"traced": out.to_dict()} if isinstance(out, TracedActivations) else {"reason": out})
     return out
+
+
+_STEPS: dict[tuple[str, ...], StepParts | str] = {}
+
+
+def finetune_step_parts(workload: str, job: FinetuneConfig | Mapping[str, Any],
+                        target: str = "gpu") -> StepParts | str:
+    """A fine-tuning job's micro-batch traced on fake tensors in parts (``finetune_profile.StepParts``), cached in
+    memory and on disk by the workload, ``finetune_profile.step_key`` (method, adapters, weights' width, micro-batch,
+    sequence, checkpointing, accumulation, target), the versions of peft, transformers and torch and dlgpu's tracing
+    code (``trace_version``); or the reason it is not traced (QLoRA, MoE, no workload builds it, torch missing, the
+    trace failed). No torch where the parts are cached or cannot be traced."""
+    from .finetune_profile import StepParts, step_key, trace_step, untraced_step_reason
+    from .finetune_trace import NEEDS_TORCH, job_config, versions
+
+    cfg = job_config(job)
+    spec, why = untraced_step_reason(workload, cfg)
+    if spec is None:
+        return why or "not traced"
+    key = ("finetune-step", spec.name, step_key(cfg, target), versions())
+    if key in _STEPS:
+        return _STEPS[key]
+    path = _disk_path(key)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if path.exists():
+            got = json.loads(path.read_text())
+            out: StepParts | str = StepParts.from_dict(got["parts"]) if got.get("parts") else str(got["reason"])
+            _STEPS[key] = out
+            return out
+    out = trace_step(spec.name, cfg, target)
+    if isinstance(out, str) and out.startswith(NEEDS_TORCH):
+        return out  # not cached: installing torch makes it traceable
+    _STEPS[key] = out
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        write_json_atomic(path, {"parts": out.to_dict()} if isinstance(out, StepParts) else {"reason": out})
+    return out
+
+
+def finetune_step_profile(workload: str, model: FtModel, job: FinetuneConfig | Mapping[str, Any],
+                          target: str = "gpu") -> OpProfile | str:
+    """The step of a fine-tuning job on ``model`` (``finetune.model.FtModel``) as an operator profile traced on fake
+    tensors (``finetune_step_parts``, composed by ``finetune_profile.compose`` with the optimizer's records), or the
+    reason it is not: the ``finetune.perf.StepProfiles`` seam. No torch where the parts are cached."""
+    from .finetune_profile import StepParts, compose
+    from .finetune_trace import job_config
+
+    cfg = job_config(job)
+    parts = finetune_step_parts(workload, cfg, target)
+    if not isinstance(parts, StepParts):
+        return str(parts)
+    try:
+        return compose(parts, model, cfg)
+    except ValueError as exc:
+        return str(exc)

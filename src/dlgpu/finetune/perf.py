@@ -1,10 +1,19 @@
 """The time of one optimizer step of a fine-tuning job, through dlgpu's calibrated roofline. No torch here.
 
-The step is written out as an operator profile (``results.OpProfile``, the form ``analyze`` traces a workload into),
-one micro-batch of ``T = micro_batch x seq_len`` tokens repeated ``grad_accum`` times and one optimizer step, and
-timed by ``predict.roofline.predict_step`` with the shipped calibration: each matrix product carries its GEMM shape
-(``OpRecord.gemm``), so the wave/tile utilization over the SMs, the fitted efficiencies per unit, operator group and
-generation, the power limit and the host's dispatch time apply as to a traced workload. What the profile holds:
+The step is an operator profile (``results.OpProfile``), one micro-batch of ``T = micro_batch x seq_len`` tokens
+repeated ``grad_accum`` times and one optimizer step, timed by ``predict.roofline.predict_step`` with the shipped
+calibration: each matrix product carries its GEMM shape (``OpRecord.gemm``), so the wave/tile utilization over the
+SMs, the fitted efficiencies per unit, operator group and generation, the power limit and the host's dispatch time
+apply as to a traced workload.
+
+Traced where it can be (``step_time``'s ``traced``, handed down by the api from ``analyze.finetune_profile``): the
+micro-batches' forward, loss and backward traced on fake tensors, the bench's model with the method applied (the
+adapters' matmuls as peft runs them, a frozen weight's backward with its activation gradient only, the recomputation
+``torch.utils.checkpoint`` runs, gradients accumulated), operator by operator as eager PyTorch dispatches them on a
+GPU (fused attention) or on a CPU; the optimizer step stays this module's (``optimizer_records``). Written out
+(``step_profile``) where it is not: QLoRA (bitsandbytes' 4-bit kernels do not run on fake tensors), mixture-of-experts
+models, a model no workload builds, ``--no-trace``, torch missing with nothing cached; the basis says which and why
+(``StepTime.profile_source``: ``traced`` or ``formula``). What the written-out profile holds:
 
 - forward: every linear layer as a GEMM (T x d_out x d_in; an MoE expert gets its share T x k / E of the tokens),
   fused causal attention (2 x b x heads x s² x head_dim FLOPs, half of the full 4bs²·heads·hd), norms, RoPE, the
@@ -26,6 +35,16 @@ generation, the power limit and the host's dispatch time apply as to a traced wo
   parameter), DeepSpeed's fused Adam one (fp32 master, m, v read and written, the 16-bit copy written), bitsandbytes'
   8-bit one, SGD's momentum three.
 
+Where the two differ for a dense model (``tests/test_finetune_profile.py`` accounts for it): the trace's attention
+FLOPs are twice these for a causal decoder (torch's FLOP counter ignores ``is_causal``, as in every traced profile
+the calibration was fitted to); the lowest trained block of a LoRA or freeze job computes no input gradient when its
+input needs none (written out here: it does); ``torch.utils.checkpoint`` recomputes a block only up to the last
+tensor the backward needs (down_proj's product is not recomputed: written out here, the whole block); with
+checkpointing, transformers makes the embeddings' output require a gradient, so under method freeze the backward
+runs (and recomputes) through the frozen blocks too (written out here: it stops at the lowest trained block); and the
+trace's memory-bound operators are eager PyTorch's, unfused (RMSNorm in five fp32 operators, RoPE's halves,
+casts), more bytes and kernels than the fused estimates here.
+
 Added outside the roofline (``sharding``): collectives over the catalog's interconnect, offload transfers over the
 PCIe host link and, with the optimizer offloaded, DeepSpeed's CPU Adam over every trainable parameter on the host
 CPU (``sharding.HOST_CPU``, assumed), bound by its memory bandwidth at the calibration's CPU memory efficiency."""
@@ -34,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dlgpu.catalog import Catalog, GpuSpec
@@ -236,6 +256,28 @@ def _optimizer(model: FtModel, cfg: FinetuneConfig, train: list[Weight]) -> tupl
                      bytes_read=0.6 * per * n, bytes_written=0.4 * per * n, count=1, launches=launches),)
 
 
+def optimizer_records(model: FtModel, cfg: FinetuneConfig) -> tuple[OpRecord, ...]:
+    """The optimizer step's records on this GPU's share of the trainable parameters (module docstring): what a traced
+    step profile (``analyze.finetune_profile``) adds to its traced micro-batches."""
+    return _optimizer(model, cfg, split(model, cfg)[0])
+
+
+StepProfiles = Callable[[FtModel, FinetuneConfig, str], "OpProfile | str"]
+"""The traced step profile of a job on a target (``trace_target``: "gpu" or "cpu"), or why there is none: the seam the
+api hands ``predict``/``advise`` (``analyze.profiles.finetune_step_profile``, cached: a warm cache needs no torch)."""
+
+
+def trace_target(device: GpuSpec) -> str:
+    """Whose dispatch a traced profile follows on ``device``: a CPU's, else a GPU's (fused attention)."""
+    return "cpu" if device.kind == "cpu" else "gpu"
+
+
+def traced_profile(profiles: StepProfiles | None, model: FtModel, cfg: FinetuneConfig,
+                   device: GpuSpec) -> OpProfile | str | None:
+    """``cfg``'s traced step profile on ``device`` from ``profiles`` (or why there is none); None without a source."""
+    return None if profiles is None else profiles(model, cfg, trace_target(device))
+
+
 def step_profile(model: FtModel, cfg: FinetuneConfig) -> OpProfile:
     """The operator profile of one optimizer step on one GPU (module docstring)."""
     dtype = _TORCH[compute_precision(cfg)]
@@ -295,6 +337,8 @@ class StepTime:
     collectives_basis: str
     offload_basis: str
     complete: bool  # False where a link the step needs is unknown: the time is then a lower bound
+    profile_source: str = "formula"  # "traced" (on fake tensors) or "formula" (written out: ``step_profile``)
+    profile_basis: str = ""  # how the profile was made, or why it was not traced
 
 
 def _cpu_adam_s(catalog: Catalog, cal: Calibration, params: int) -> tuple[float | None, str]:
@@ -313,13 +357,22 @@ def _cpu_adam_s(catalog: Catalog, cal: Calibration, params: int) -> tuple[float 
                                       f"{bw / 1e9:.0f} GB/s (the host CPU assumed: an NVIDIA DGX H100's)")
 
 
-def step_time(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, cal: Calibration, catalog: Catalog) -> StepTime:
-    """One optimizer step on ``gpu`` (a catalog GPU, or a CPU as ``roofline.cpu_as_device`` makes it)."""
+def step_time(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, cal: Calibration, catalog: Catalog,
+              traced: OpProfile | str | None = None) -> StepTime:
+    """One optimizer step on ``gpu`` (a catalog GPU, or a CPU as ``roofline.cpu_as_device`` makes it). ``traced``:
+    the step's profile traced on fake tensors (``StepProfiles``), used in place of ``step_profile``'s; or why there is
+    none (the written-out profile then, with the reason in the basis)."""
     prec = compute_precision(cfg)
     why = precision_reason(gpu, prec)
     if why:
         raise BadInput(f"{gpu.id}: {why}; fine-tune it with --set weights_dtype=fp16", param="hardware")
-    prof = step_profile(model, cfg)
+    if isinstance(traced, OpProfile):
+        prof, source = traced, "traced"
+        n = sum(o.count for o in prof.ops)
+        how = str(prof.params.get("traced_basis") or f"traced on fake tensors ({n:,} operators per step)")
+    else:
+        prof, source = step_profile(model, cfg), "formula"
+        how = f"written-out profile (not traced: {traced or 'no trace asked for'})"
     pred = predict_step(prof, gpu, prec, cal)
     train, _ = split(model, cfg)
     n_train = sum(w.elements for w in train)
@@ -341,7 +394,7 @@ def step_time(model: FtModel, cfg: FinetuneConfig, gpu: GpuSpec, cal: Calibratio
              f"operator group and generation, wave/tile utilization of each GEMM shape): {prof.flops / 1e12:.2f} "
              f"TFLOP per step ({cfg.grad_accum} micro-batch(es) of {cfg.micro_batch} x {cfg.seq_len} tokens"
              + (", recomputation" if cfg.checkpointing else "")
-             + (", 4-bit dequantization" if cfg.method == "qlora" else "") + ")"
+             + (", 4-bit dequantization" if cfg.method == "qlora" else "") + f"); {how}"
              + (f"; {cpu_basis}" if cpu_basis else "") + (f"; {opt_basis}" if opt_basis else ""))
     return StepTime(total, compute_s, comm.time_s, off_s, cpu_s or 0.0, pred.bound, prof.flops,
-                    pred.tensor_core_share, basis, comm.basis, off_basis, complete)
+                    pred.tensor_core_share, basis, comm.basis, off_basis, complete, source, how)

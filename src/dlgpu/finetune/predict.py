@@ -18,7 +18,7 @@ from dlgpu.results import RESERVE_BASIS, usable_memory_bytes
 from .config import FinetuneConfig, parse_finetune
 from .memory import Memory, Traces, finetune_memory, largest_micro_batch, largest_seq_len
 from .model import FtModel, resolve_finetune_model
-from .perf import StepTime, step_time
+from .perf import StepProfiles, StepTime, step_time, traced_profile
 
 FINETUNE_PREDICT_SCHEMA = "dlgpu.finetune-predict/1"
 JOB_KEYS = ("samples", "epochs")
@@ -68,17 +68,21 @@ def check_job(model: FtModel, cfg: FinetuneConfig, device: GpuSpec) -> None:
 
 
 def evaluate(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, cal: Calibration,
-             catalog: Catalog, traces: Traces | None = None) -> tuple[Memory, StepTime]:
-    return finetune_memory(model, cfg, traces, cpu=device.kind == "cpu"), step_time(model, cfg, device, cal, catalog)
+             catalog: Catalog, traces: Traces | None = None,
+             profiles: StepProfiles | None = None) -> tuple[Memory, StepTime]:
+    return (finetune_memory(model, cfg, traces, cpu=device.kind == "cpu"),
+            step_time(model, cfg, device, cal, catalog, traced_profile(profiles, model, cfg, device)))
 
 
 SUGGESTION_GPUS = (2, 4, 8)
 
 
 def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: int, cal: Calibration,
-                catalog: Catalog, traces: Traces | None = None) -> list[dict[str, Any]]:
+                catalog: Catalog, traces: Traces | None = None,
+                profiles: StepProfiles | None = None) -> list[dict[str, Any]]:
     """What would make the job fit ``usable`` bytes per device: each change alone, and with checkpointing where
-    alone it does not; each with its peak, whether it fits and its step time."""
+    alone it does not; each with its peak, whether it fits and its step time (from its own traced profile where
+    ``profiles`` gives one: a few traces of a second or less each, cached)."""
     tries: list[tuple[str, FinetuneConfig]] = []
     if not cfg.checkpointing:
         tries.append(("--set checkpointing=true", replace(cfg, checkpointing=True)))
@@ -111,12 +115,14 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
             mem = finetune_memory(model, new, traces, cpu=device.kind == "cpu")
             fits = mem.peak_bytes <= usable
         try:
-            st: StepTime | None = step_time(model, new, device, cal, catalog)
+            st: StepTime | None = step_time(model, new, device, cal, catalog,
+                                            traced_profile(profiles, model, new, device))
         except BadInput:
             st = None
         out.append({"change": change, "peak_mem_bytes": mem.peak_bytes, "fits": fits,
                     "step_time_s": None if st is None else st.step_time_s,
-                    "samples_per_s": None if st is None else new.samples_per_step / st.step_time_s})
+                    "samples_per_s": None if st is None else new.samples_per_step / st.step_time_s,
+                    "profile_source": None if st is None else st.profile_source})
     fitting = [s for s in out if s["fits"]]
     if fitting:  # the changes that fit, fastest first; of the GPU counts only the fewest that fits (tried in order)
         gpus = [s for s in fitting if "--set gpus=" in s["change"]][:1]
@@ -127,23 +133,27 @@ def suggestions(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, usable: in
 
 def predict_finetune(catalog: Catalog, cal: Calibration, model_name: str, hardware: str, method: str | None,
                      overrides: Mapping[str, str], micro_batch: int | None = None,
-                     ceilings: Any = None, traces: Traces | None = None) -> dict[str, Any]:
+                     ceilings: Any = None, traces: Traces | None = None,
+                     profiles: StepProfiles | None = None) -> dict[str, Any]:
     """A ``dlgpu.finetune-predict/1`` document (module docstring). ``ceilings``: this machine's probed ceilings, for
     ``local`` (``resolve_device``); ``traces``: the activations traced on fake tensors (``memory.Traces``, from the
-    api), else the formula's."""
+    api), else the formula's; ``profiles``: the step's operator profile traced on fake tensors (``perf.StepProfiles``,
+    from the api), else the written-out one."""
     if method is None:
         raise BadInput("--task finetune needs --method full, freeze, lora or qlora", param="method")
     cfg = parse_finetune(method, overrides, micro_batch, workload_keys=JOB_KEYS)
     model = resolve_finetune_model(model_name)
     device, memory_bytes, device_basis = resolve_device(catalog, hardware, ceilings)
     check_job(model, cfg, device)
-    mem, st = evaluate(model, cfg, device, cal, catalog, traces)
-    return document(model, cfg, device, memory_bytes, device_basis, mem, st, cal, catalog, traces=traces)
+    mem, st = evaluate(model, cfg, device, cal, catalog, traces, profiles)
+    return document(model, cfg, device, memory_bytes, device_basis, mem, st, cal, catalog, traces=traces,
+                    profiles=profiles)
 
 
 def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes: int | None, device_basis: str,
              mem: Memory, st: StepTime, cal: Calibration, catalog: Catalog, with_suggestions: bool = True,
-             search: bool = True, traces: Traces | None = None) -> dict[str, Any]:
+             search: bool = True, traces: Traces | None = None,
+             profiles: StepProfiles | None = None) -> dict[str, Any]:
     from dlgpu.predict.forecast import interval
 
     usable = usable_of(device, memory_bytes)
@@ -173,7 +183,8 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
         "deepspeed_estimate": mem.deepspeed,
         "time": {"compute_s": st.compute_s, "collectives_s": st.collectives_s, "offload_s": st.offload_s,
                  "cpu_optimizer_s": st.cpu_optimizer_s, "bound": st.bound, "flops_per_step": st.flops,
-                 "tensor_core_flops_share": st.tensor_core_share},
+                 "tensor_core_flops_share": st.tensor_core_share, "profile_source": st.profile_source,
+                 "profile_basis": st.profile_basis},
         "basis": {"memory": mem.peak_basis, "time": st.basis, "collectives": st.collectives_basis,
                   "offload": st.offload_basis, "device": device_basis,
                   "interval": None if iv is None else iv["basis"] + " (traced workloads: the fine-tuning step's own "
@@ -196,7 +207,7 @@ def document(model: FtModel, cfg: FinetuneConfig, device: GpuSpec, memory_bytes:
                           f"has {usable / 2**30:.1f} GiB usable",
                           "largest parts: " + ", ".join(f"{p['label']} {p['bytes'] / 2**30:.1f} GiB" for p in big)]
         if with_suggestions:
-            doc["suggestions"] = suggestions(model, cfg, device, usable, cal, catalog, traces)
+            doc["suggestions"] = suggestions(model, cfg, device, usable, cal, catalog, traces, profiles)
     if not st.complete:
         doc["note"] = ("the step time is a lower bound: "
                        + "; ".join(b for b in (st.collectives_basis, st.offload_basis) if "not" in b or "no " in b))
