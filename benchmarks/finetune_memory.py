@@ -52,7 +52,10 @@ def one(model: str, method: str, seq_len: int, batch: int, budget_s: float) -> d
         "time_error_pct": 100 * (pred["step_time_s"] - r.step_time.median) / r.step_time.median,
         "tensors": {k: mem.get(k) for k in ("base_weights_bytes", "trainable_weights_bytes", "gradients_bytes",
                                             "optimizer_state_bytes")},
-        "predicted_breakdown": pred.get("memory"),
+        "predicted_breakdown": pred.get("breakdown"),
+        "activations_source": pred.get("activations_source"),
+        "profile_source": (pred.get("time") or {}).get("profile_source"),
+        "time_basis": (pred.get("basis") or {}).get("time"),
     })
     return row
 
@@ -100,6 +103,8 @@ def main() -> int:
     time_ok = sum(1 for r in ok if abs(r["time_error_pct"]) <= 100 * TIME_TARGET)
     print(f"memory within {MEM_TARGET:.0%}: {mem_ok}/{len(ok)}; step time within {TIME_TARGET:.0%}: "
           f"{time_ok}/{len(ok)}")
+    sources = sorted({(r.get("activations_source"), r.get("profile_source")) for r in ok})
+    print("predicted from: " + "; ".join(f"activations {a}, step profile {p}" for a, p in sources))
     return 0
 
 
