@@ -97,7 +97,23 @@ def bench(workloads: Sequence[str] | None = None, devices: Sequence[str] | None 
                        runtime=runtime, method=method)
     for spec in custom_specs:
         register_custom(spec)
-    return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step, _gemm_ceilings(db))
+    return run_suite(suite, BenchSink(db, save_to), profile, observer, on_step, _gemm_ceilings(db),
+                     _stored_probe(db))
+
+
+def _stored_probe(db: Path | None) -> Callable[[str], tuple[Any, str]]:
+    """device id -> (this machine's newest uncontended ``dlgpu probe`` document there, or None; why none): the basis
+    of bench's machine-speed check (``measure.speed``)."""
+    def stored(device: str) -> tuple[Any, str]:
+        from dlgpu.devices.machine import current_machine
+        from dlgpu.store.history import newest_probe
+
+        try:
+            got = newest_probe(db, current_machine().to_dict(), device)
+        except BadInput as exc:  # a database this version cannot read: nothing probed to compare with
+            return None, str(exc)
+        return got.document, got.why_none
+    return stored
 
 
 def _gemm_ceilings(db: Path | None) -> Callable[[str, str], tuple[float, str] | None]:

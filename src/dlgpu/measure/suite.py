@@ -44,6 +44,7 @@ from .energy import IDLE_BASELINE_S, DeviceEnergy
 from .finetune import finetunable, finetune_plans, finetune_request, finetune_unsupported
 from .mfu import CeilingFn, MfuCounter, ProfileFn
 from .plan import MemoryCheck, MemoryFit, Plan, make_plans, workload_precisions
+from .speed import SpeedCheck, StoredProbeFn
 from .timer import QUICK, STANDARD, Budget
 
 
@@ -216,8 +217,10 @@ class _Run:
     """One bench run in progress: its results so far, where they are saved, and its sensor session."""
 
     def __init__(self, suite: Suite, observer: BenchObserver, sink: BenchSink, profile: ProfileFn,
-                 on_step: Callable[[int, float], None] | None, ceiling: CeilingFn | None = None) -> None:
+                 on_step: Callable[[int, float], None] | None, ceiling: CeilingFn | None = None,
+                 speed: SpeedCheck | None = None) -> None:
         self.suite, self.observer, self.sink, self.on_step = suite, observer, sink, on_step
+        self.speed = speed or SpeedCheck(None, why_not="not checked")
         self.created = utc_now()
         self.results: list[BenchResult] = []
         cfg = suite.config
@@ -237,10 +240,14 @@ class _Run:
             groups.setdefault((r.workload, r.task, r.device), len(groups))
         ordered = sorted(self.results, key=lambda r: (groups[(r.workload, r.task, r.device)],
                                                       RESULT_PRECISIONS.index(r.precision)))
-        final = with_speedups([project(r, self.by_name[r.workload], self.suite.params[r.workload])
-                               for r in ordered])
+        final = with_speedups([project(self.with_speed(r), self.by_name[r.workload],
+                                       self.suite.params[r.workload]) for r in ordered])
         return BenchReport(self.created, self.suite.machine, self.suite.config, tuple(final), interrupted,
                            telemetry=dict(self.energy.summary), run_id=self.sink.run_id)
+
+    def with_speed(self, result: BenchResult) -> BenchResult:
+        """``result`` with this run's machine-speed check (``measure.speed``) in its settings."""
+        return replace(result, settings={**result.settings, "machine_speed": self.speed.settings_for(result.device)})
 
     def add(self, result: BenchResult) -> None:
         self.results.append(result)
@@ -344,15 +351,23 @@ def _job(plan: Plan, runnable: Sequence[str]) -> dict[str, Any] | None:
 
 
 def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: BenchObserver | None = None,
-              on_step: Callable[[int, float], None] | None = None, ceiling: CeilingFn | None = None) -> BenchReport:
+              on_step: Callable[[int, float], None] | None = None, ceiling: CeilingFn | None = None,
+              stored_probe: StoredProbeFn | None = None, speed_seams: Any = None) -> BenchReport:
     """Measure every plan of ``suite``; Ctrl-C stops, and what was measured is saved and returned (interrupted).
-    ``ceiling``: this machine's measured GEMM ceilings (``dlgpu probe``), which MFU's basis also compares with."""
-    run = _Run(suite, observer or NullObserver(), sink, profile, on_step, ceiling)
+    ``ceiling``: this machine's measured GEMM ceilings (``dlgpu probe``), which MFU's basis also compares with.
+    ``stored_probe``: this machine's newest uncontended probe per device, the basis of the machine-speed check
+    (``measure.speed``: a reference GEMM timed before the first plan and after the last; ``speed_seams``: its
+    ``probe.Seams``, for tests)."""
+    speed = SpeedCheck.for_run(suite.cpu, [p.device for p in suite.plans], stored_probe, seams=speed_seams)
+    run = _Run(suite, observer or NullObserver(), sink, profile, on_step, ceiling, speed)
     run.observer.planned(sum(len(p.precisions) for p in suite.plans))
     run.sink.begin(run.report(interrupted=True))
     status = "complete"
     try:
         try:
+            if speed.active:
+                run.observer.started(f"machine speed: {speed.describe()}")
+                speed.before()
             if suite.config.runtime == "llama.cpp":
                 from .llamacpp_bench import run_llamacpp
 
@@ -360,6 +375,9 @@ def run_suite(suite: Suite, sink: BenchSink, profile: ProfileFn, observer: Bench
             else:
                 for plan in suite.plans:
                     run.run_plan(plan)
+            if speed.active:
+                run.observer.started("machine speed: the reference again, after the run")
+                speed.after()
         finally:
             run.energy.close()
     except KeyboardInterrupt:

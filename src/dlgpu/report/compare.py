@@ -83,6 +83,7 @@ class Entry:
     overrides: str = ""
     memory_source: str = "measured"
     contended: bool = False  # measured while other processes took more than their share of the CPUs
+    slowed: bool = False  # measured while this machine ran slower than its probe (settings.machine_speed)
     runs: int = 1  # measured runs this figure reconciles (``reconcile``)
     runs_low: float | None = None  # their samples/s, lowest and highest
     runs_high: float | None = None
@@ -147,6 +148,7 @@ def bench_entries(run: Mapping[str, Any], doc: Mapping[str, Any], catalog: Catal
             utilization_pct=r.get("utilization_pct"), j_per_sample=r.get("energy_j_per_sample"),
             sps_per_w=r.get("samples_per_s_per_w"), mfu=r.get("mfu"), flops=r.get("flops_per_step"),
             bytes=r.get("bytes_per_step"), throttled=bool(r.get("throttled")), contended=bool(r.get("contended")),
+            slowed=bool(((r.get("settings") or {}).get("machine_speed") or {}).get("slowed")),
             price_usd=getattr(row, "launch_price_usd", None), tdp_w=getattr(row, "tdp_w", None),
             overrides=_over(r.get("overrides")), **_rent(catalog, row), **llm_fields(r, r["workload"]),
             **tabular_fields(r, r["workload"]), **finetune_fields(r)))
@@ -226,12 +228,13 @@ def reconcile(entries: Sequence[Entry]) -> list[Entry]:
                            runs_low=min(e.sps for e in calm), runs_high=max(e.sps for e in calm),
                            task_time_s=None if not near.task_time_s else near.task_time_s * near.sps / med,
                            noisy=any(e.noisy for e in calm), contended=all(e.contended for e in calm),
+                           slowed=any(e.slowed for e in calm),
                            contended_left_out=len(group) - len(calm)))
     return out
 
 
 def _flag(e: Entry) -> str | None:
-    flags = [f for f, on in (("contended", e.contended), ("noisy", e.noisy)) if on]
+    flags = [f for f, on in (("contended", e.contended), ("slowed", e.slowed), ("noisy", e.noisy)) if on]
     if e.runs > 1:
         flags.append(f"median of {e.runs} runs, {e.runs_low:.3g}-{e.runs_high:.3g}")
     if e.contended_left_out:
@@ -579,6 +582,10 @@ def build_comparison(runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     if any(e.contended or e.contended_left_out for e in entries):
         notes.append("Contended: measured while other processes took more than their share of the CPUs (each "
                      "result's contention in --json); such a figure is used only where no other exists.")
+    if any(e.slowed for e in entries):
+        notes.append("Slowed: measured while this machine ran slower than its stored `dlgpu probe` (a reference GEMM "
+                     "timed before and after the run, each result's settings.machine_speed in --json): not "
+                     "comparable with runs at full speed.")
     if ft_tables:
         n = len(finetune_entries(entries))
         notes.append(f"{n} fine-tuning figure{'s' if n != 1 else ''}: the 'Fine-tuning' tables (the training-time and "

@@ -208,7 +208,8 @@ def peak_above_start(e: Entry) -> float | None:
 
 
 def flags(e: Entry) -> str | None:
-    out = [f for f, on in (("contended", e.contended), ("noisy", e.noisy), ("throttled", e.throttled)) if on]
+    out = [f for f, on in (("contended", e.contended), ("slowed", e.slowed), ("noisy", e.noisy),
+                           ("throttled", e.throttled)) if on]
     per = (e.finetune or {}).get("tokens_per_sample") or 1
     if e.runs > 1 and e.runs_low is not None and e.runs_high is not None:
         out.append(f"median of {e.runs} runs, {e.runs_low * per:.3g}-{e.runs_high * per:.3g} tokens/s")

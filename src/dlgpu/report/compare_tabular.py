@@ -98,7 +98,8 @@ def _t(text: str | None) -> Cell:
 
 
 def _flags(e: Entry) -> str | None:
-    out = [f for f, on in (("contended", e.contended), ("noisy", e.noisy), ("throttled", e.throttled)) if on]
+    out = [f for f, on in (("contended", e.contended), ("slowed", e.slowed), ("noisy", e.noisy),
+                           ("throttled", e.throttled)) if on]
     if e.runs > 1 and e.runs_low is not None and e.runs_high is not None:
         out.append(f"median of {e.runs} runs, {e.runs_low:.3g}-{e.runs_high:.3g} rows/s")
     if e.contended_left_out:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -64,7 +65,20 @@ def _rate(r: BenchResult) -> str:
     if r.contended:
         share = (r.contention or {}).get("others_share")
         text += " [red]contended[/]" + ("" if share is None else f" [red]{share:.0%}[/]")
+    ratio = slowed_ratio(r)
+    if ratio is not None:
+        text += f" [red]slowed[/] [red]{ratio:.0%}[/]"
     return text
+
+
+def slowed_ratio(r: BenchResult) -> float | None:
+    """The lower speed ratio (now / probed, ``measure.speed``) of a result measured while this machine ran slower
+    than its probe; None where it was not slowed (or not checked)."""
+    speed = r.settings.get("machine_speed") or {}
+    if not speed.get("slowed"):
+        return None
+    ratios = [float(x) for x in (speed.get("ratio_before"), speed.get("ratio_after")) if x is not None]
+    return min(ratios) if ratios else None
 
 
 ESTIMATED_MARK = "*"
@@ -240,6 +254,7 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
                      "CPUs while these were timed (the share shown; measured again once, on the cores others left "
                      "free, the faster kept). Their figures are low and are not used as the measured basis of "
                      "advise or compare while an uncontended measurement exists.")
+    notes += speed_notes(report)
     notes += energy_notes(report)
     for line in headlines(report, specs):
         console.print(f"• {line}")
@@ -249,6 +264,44 @@ def print_bench(console: Console, report: BenchReport, specs: dict[str, Workload
         console.print(f"[dim]{n}[/]")
     if report.interrupted:
         console.print("[yellow]Interrupted: the results above are what was measured before Ctrl-C.[/]")
+    warning = speed_warning(report)
+    if warning:  # one line on stderr, whatever carries the table
+        Console(file=sys.stderr, highlight=False, width=None if sys.stderr.isatty() else 200).print(
+            f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def speed_notes(report: BenchReport) -> list[str]:
+    """How fast this machine ran against its probe (``measure.speed``), in a line: checked or why not."""
+    speed = next((r.settings.get("machine_speed") for r in report.results
+                  if r.device == "cpu" and r.settings.get("machine_speed")), None)
+    if not speed:
+        return []
+    if not speed.get("checked"):
+        return [f"machine speed {escape(str(speed.get('why') or 'not checked'))}"]
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{float(x):.0%}"
+    verdict = (f"slowed (under {float(speed.get('threshold') or 0):.0%}): timings not comparable with runs at full "
+               "speed" if speed.get("slowed") else "at its probed speed")
+    parts = [f"{escape(str(m.get('reference')))} before {pct(m.get('ratio_before'))}, after "
+             f"{pct(m.get('ratio_after'))}" for m in speed.get("references") or []]
+    return [f"machine speed (reference GEMMs now / `dlgpu probe` run {str(speed.get('probe_run') or '')[:8]}): "
+            f"{'; '.join(parts)}: {verdict}."]
+
+
+def speed_warning(report: BenchReport) -> str | None:
+    """One line for a run measured while this machine ran slower than its probe (``measure.speed``): the ratio and
+    that its timings are not comparable with runs at full speed; None otherwise."""
+    speed = next((r.settings.get("machine_speed") for r in report.results
+                  if (r.settings.get("machine_speed") or {}).get("slowed")), None)
+    if not speed:
+        return None
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{float(x):.0%}"
+    return (f"this machine ran {speed.get('reference', 'the reference')} at {pct(speed.get('ratio_before'))} of its "
+            f"probed speed before the run and {pct(speed.get('ratio_after'))} after (slowed: under "
+            f"{pct(speed.get('threshold'))}); these timings are not comparable with runs at full speed")
 
 
 def print_saved(console: Console, report: BenchReport, db: Path | None, output: Path | None) -> None:
