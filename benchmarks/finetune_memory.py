@@ -45,6 +45,7 @@ def one(model: str, method: str, seq_len: int, batch: int, budget_s: float) -> d
     measured_net = None if before is None else r.peak_mem_bytes - int(before)
     row.update({
         "measured_step_s": r.step_time.median, "noisy": r.noisy, "contended": r.contended,
+        "machine_speed": (r.settings or {}).get("machine_speed"),
         "measured_peak_rss_bytes": r.peak_mem_bytes, "rss_before_build_bytes": before,
         "measured_job_bytes": measured_net,
         "predicted_peak_bytes": pred["peak_mem_bytes"], "predicted_step_s": pred["step_time_s"],
@@ -93,7 +94,10 @@ def main() -> int:
         if "measured_step_s" not in r:
             print(f"{r['model']:12} {r['method']:6} {r['status']}: {r['reason']}")
             continue
-        flags = ",".join(f for f in ("noisy" if r["noisy"] else "", "contended" if r["contended"] else "") if f)
+        speed = r.get("machine_speed") or {}
+        slowed = (f"slowed {min(x for x in (speed.get('ratio_before'), speed.get('ratio_after')) if x):.0%}"
+                  if speed.get("slowed") else "")
+        flags = ",".join(f for f in ("noisy" if r["noisy"] else "", "contended" if r["contended"] else "", slowed) if f)
         mem_meas = r["measured_job_bytes"] / gib if r["measured_job_bytes"] else float("nan")
         print(f"{r['model']:12} {r['method']:6} {mem_meas:14.2f} / {r['predicted_peak_bytes'] / gib:5.2f}      "
               f"{r['memory_error_pct']:+6.1f}%  {r['measured_step_s']:10.3f} / {r['predicted_step_s']:7.3f}   "
