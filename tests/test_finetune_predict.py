@@ -230,3 +230,23 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], needle: str, capsys: 
 def test_method_without_the_finetune_task_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "llama3_8b", "--method", "lora", "-H", "rtx-4090"]) == 2
     assert "--task finetune" in capsys.readouterr().err
+
+
+def test_freeze_with_checkpointing_keeps_every_blocks_input_and_backpropagates_through_all() -> None:
+    # transformers makes the embeddings' output require a gradient under checkpointing: the frozen blocks are
+    # checkpointed and run backward too (activation gradients only), as the bench measures and the trace shows
+    model = resolve_finetune_model("llama3_8b")
+    plain = parse_finetune("freeze", {"seq_len": "512", "freeze_layers": "4"}, 1)
+    ckpt = replace(plain, checkpointing=True)
+    t, h = 512, model.hidden
+    act = finetune_memory(model, ckpt).part("activations")
+    per_block = finetune_memory(model, replace(ckpt, checkpointing=False, freeze_layers=1)).part("activations") / t
+    assert act == pytest.approx(t * (model.layers * 2 * h + per_block), rel=1e-6)
+    linear = {w.module for w in model.weights if w.role == "linear"}
+
+    def products(cfg: object, what: str) -> int:
+        return sum(o.count for o in step_profile(model, cfg).ops  # type: ignore[arg-type]
+                   if o.op.endswith(what) and o.op.split(".")[0] in linear)
+    assert products(ckpt, ".grad_input") == model.layers * 7  # q, k, v, o, gate, up, down in every block
+    assert products(plain, ".grad_input") == 4 * 7
+    assert products(ckpt, ".grad_weight") == 4 * 7  # only the top 4 blocks' weights train

@@ -260,9 +260,15 @@ def test_test_llm_products_agree_with_the_written_out_profile_to_the_flop() -> N
                                                    if m in ("q_proj", "k_proj", "v_proj"))
         assert flops(step_profile(model, lora), "matmul") - flops(traced("test_llm", lora), "matmul") == \
             pytest.approx(skipped)
-    ckpt = job("full", checkpointing="true")  # the recomputation stops before down_proj
-    assert flops(step_profile(model, ckpt), "matmul") - flops(traced("test_llm", ckpt), "matmul") == \
-        pytest.approx(model.layers * 2.0 * t * down.d_in * down.d_out)
+    ckpt = job("full", checkpointing="true")  # both stop the recomputation before down_proj
+    assert flops(traced("test_llm", ckpt), "matmul") == pytest.approx(flops(step_profile(model, ckpt), "matmul"))
+    recompute = flops(traced("test_llm", ckpt), "matmul") - flops(traced("test_llm", full), "matmul")
+    block = sum(2.0 * t * w.d_in * w.d_out for w in model.weights if w.layer == 0 and w.role == "linear")
+    assert recompute == pytest.approx(model.layers * (block - 2.0 * t * down.d_in * down.d_out))
+    # freeze + checkpointing: the backward runs through the frozen blocks (activation gradients only), as traced
+    frozen = job("freeze", checkpointing="true")
+    assert flops(traced("test_llm", frozen), "matmul") == pytest.approx(flops(step_profile(model, frozen), "matmul"),
+                                                                         rel=0.01)
     # attention: torch's FLOP counter counts the causal product whole; the written-out profile halves it
     assert flops(traced("test_llm", full), "attention") == pytest.approx(2 * flops(step_profile(model, full),
                                                                                    "attention"))

@@ -240,8 +240,13 @@ def split(model: FtModel, cfg: FinetuneConfig) -> tuple[list[Weight], list[Weigh
 
 
 def trained_layers(model: FtModel, cfg: FinetuneConfig) -> range:
-    """The blocks whose activations are kept for the backward: all of them, or the top ``freeze_layers``."""
-    return range(model.layers - cfg.freeze_layers, model.layers) if cfg.method == "freeze" else range(model.layers)
+    """The blocks the backward runs through (their activations kept, or under checkpointing their inputs): all of
+    them, or for ``freeze`` the top ``freeze_layers``; but with gradient checkpointing transformers makes the
+    embeddings' output require a gradient (``enable_input_require_grads``), so the backward runs through the frozen
+    blocks too (activation gradients only), each checkpointed (traced: ``analyze.finetune_profile``)."""
+    if cfg.method == "freeze" and not cfg.checkpointing:
+        return range(model.layers - cfg.freeze_layers, model.layers)
+    return range(model.layers)
 
 
 # --- bytes -------------------------------------------------------------------------------------------------------

@@ -29,7 +29,10 @@ models, a model no workload builds, ``--no-trace``, torch missing with nothing c
   (reads 0.5 B/param and its absmax, writes 2 B/param), then a bf16 GEMM; the head is fp32 after
   ``prepare_model_for_kbit_training`` and runs as an fp32 GEMM;
 - ``weights_dtype=fp32`` (autocast): each matrix cast to bf16 once per forward;
-- gradient checkpointing: each trained block's forward again during the backward;
+- gradient checkpointing: each block the backward runs through computed again during the backward, up to the last
+  tensor the backward needs (``torch.utils.checkpoint`` stops there: a decoder's ``down_proj`` product is not
+  recomputed unless LoRA adapts it); under method freeze the backward runs through the frozen blocks too
+  (transformers makes the embeddings' output require a gradient), computing their activation gradients only;
 - the optimizer step over the trainable parameters (on 1/N of them under ZeRO/FSDP): torch's foreach AdamW makes
   eight passes over the states (dlgpu's count of its kernels' reads and writes: 18 state + 3 gradient values per
   parameter), DeepSpeed's fused Adam one (fp32 master, m, v read and written, the 16-bit copy written), bitsandbytes'
@@ -38,12 +41,8 @@ models, a model no workload builds, ``--no-trace``, torch missing with nothing c
 Where the two differ for a dense model (``tests/test_finetune_profile.py`` accounts for it): the trace's attention
 FLOPs are twice these for a causal decoder (torch's FLOP counter ignores ``is_causal``, as in every traced profile
 the calibration was fitted to); the lowest trained block of a LoRA or freeze job computes no input gradient when its
-input needs none (written out here: it does); ``torch.utils.checkpoint`` recomputes a block only up to the last
-tensor the backward needs (down_proj's product is not recomputed: written out here, the whole block); with
-checkpointing, transformers makes the embeddings' output require a gradient, so under method freeze the backward
-runs (and recomputes) through the frozen blocks too (written out here: it stops at the lowest trained block); and the
-trace's memory-bound operators are eager PyTorch's, unfused (RMSNorm in five fp32 operators, RoPE's halves,
-casts), more bytes and kernels than the fused estimates here.
+input needs none (written out here: it does); and the trace's memory-bound operators are eager PyTorch's, unfused
+(RMSNorm in five fp32 operators, RoPE's halves, casts), more bytes and kernels than the fused estimates here.
 
 Added outside the roofline (``sharding``): collectives over the catalog's interconnect, offload transfers over the
 PCIe host link and, with the optimizer offloaded, DeepSpeed's CPU Adam over every trainable parameter on the host
@@ -127,12 +126,18 @@ def _tokens(w: Weight, tokens: int) -> int:
 
 
 def _block_forward(ops: _Ops, model: FtModel, cfg: FinetuneConfig, layer: int, phase: str, dtype: str,
-                   adapter_dtype: str) -> None:
-    """One block's forward (``phase`` "forward"; also its recomputation under checkpointing)."""
+                   adapter_dtype: str, recompute: bool = False) -> None:
+    """One block's forward (``phase`` "forward"); ``recompute``: its recomputation under checkpointing, which torch's
+    non-reentrant checkpoint stops once the tensors the backward needs are back, before a decoder's ``down_proj``
+    (its input is the last thing saved) unless LoRA adapts it (its adapters' inputs come after the base product)."""
     b, s = cfg.micro_batch, cfg.seq_len
     t, h, resid = b * s, model.hidden, residual_width(cfg)
+    stop_before = (recompute and model.kind == "decoder"
+                   and not (cfg.trains_adapters and "down_proj" in cfg.lora_targets))
     for w in model.weights:
         if w.layer != layer or w.role != "linear":
+            continue
+        if stop_before and w.module == "down_proj":
             continue
         m = _tokens(w, t)
         n_el = w.d_in * w.d_out
@@ -310,7 +315,7 @@ def step_profile(model: FtModel, cfg: FinetuneConfig) -> OpProfile:
                launches=10)
     for i in sorted(layers, reverse=True):
         if cfg.checkpointing:
-            _block_forward(ops, model, cfg, i, "forward", dtype, adapter_dtype)
+            _block_forward(ops, model, cfg, i, "forward", dtype, adapter_dtype, recompute=True)
         _block_backward(ops, model, cfg, i, dtype, adapter_dtype, trainable)
     if cfg.method == "full":  # the embedding's gradient: a dense table, scattered into
         g = 2 if deepspeed_mode(cfg) else (4 if cfg.weights_dtype == "fp32" else A)
